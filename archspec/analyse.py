@@ -1,0 +1,177 @@
+"""Stage 6, analyse: shapes, parameters, buffers, MACs and receptive fields, without torch.
+
+Every node gets ``shape`` (without the batch dimension), ``params``, ``buffers``, ``macs`` and
+``rf`` (receptive field height, width) through the op catalog. Totals are kept per part: the
+main network and each aux head. Conventions (also printed by the report):
+
+* MACs: multiply-adds of conv and linear layers at batch 1 in eval mode, bias not counted
+  (torchvision's ``_ops``, fvcore's conv+linear count). FLOPs = 2 x MACs.
+* params: learnable elements; buffers: BatchNorm running mean/var and num_batches_tracked.
+* depth: layers with weights (conv, linear) on the longest path of the main network, as the
+  GoogLeNet paper counts its 22 layers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .errors import ShapeError, raise_all
+from .ops import OPS, OpShapeError, pair
+
+
+@dataclass
+class Totals:
+    params: int
+    params_eval: int
+    params_by_part: dict
+    buffers: int
+    buffers_eval: int
+    macs: int
+    macs_by_part: dict
+    depth: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclass
+class Analysis:
+    graph: nx.DiGraph
+    totals: Totals
+    modules: dict = field(default_factory=dict)  # path -> {type, output_shape, params, buffers, macs, part}
+
+    @property
+    def output(self) -> tuple:
+        return self.graph.nodes[self.graph.graph["output"]]["shape"]
+
+
+def _dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _merge_error(g, node, data, shapes) -> ShapeError:
+    where = data["path"] or "the model"
+    labels = data.get("labels") or [f"branch {i + 1}" for i in range(len(shapes))]
+    if data["op"] == "concat":
+        if any(len(s) != len(shapes[0]) for s in shapes):
+            detail = ", ".join(f"{l} gives {_dims(s)}" for l, s in zip(labels, shapes))
+            return ShapeError(f"concat in {where}: branches have different ranks: {detail}", data["loc"], node)
+        first = shapes[0]
+        for label, s in zip(labels[1:], shapes[1:]):
+            if s[1:] != first[1:]:
+                return ShapeError(f"concat in {where}: {labels[0]} gives {_dims(first[1:])}, {label} gives {_dims(s[1:])}",
+                                  data["loc"], node)
+    first = shapes[0]
+    for label, s in zip(labels[1:], shapes[1:]):
+        if s != first:
+            what = "channels" if len(s) == len(first) and s[1:] == first[1:] else "shapes"
+            a, b = (first[0], s[0]) if what == "channels" else (_dims(first), _dims(s))
+            return ShapeError(f"add in {where}: {labels[0]} gives {a} {what}, {label} gives {b}", data["loc"], node)
+    return ShapeError(f"{data['op']} in {where}: inputs disagree", data["loc"], node)
+
+
+def _receptive(op, attrs, in_rf, in_shape, out_shape, input_hw):
+    """Receptive field (rh, rw) and jump (jh, jw) of one output position."""
+    rh, rw, jh, jw = in_rf
+    if op.spatial is not None:
+        k, s, d = op.spatial(attrs)
+        return (rh + d[0] * (k[0] - 1) * jh, rw + d[1] * (k[1] - 1) * jw, jh * s[0], jw * s[1])
+    if op.name.startswith("adaptive"):
+        oh, ow = pair(attrs["output_size"])
+        h, w = in_shape[1], in_shape[2]
+        kh, kw = -(-h // oh) + (1 if h % oh else 0), -(-w // ow) + (1 if w % ow else 0)
+        return (rh + (min(kh, h) - 1) * jh, rw + (min(kw, w) - 1) * jw, jh * max(h // oh, 1), jw * max(w // ow, 1))
+    if len(out_shape) != 3:  # flatten / linear: every output sees the whole input
+        return (input_hw[0], input_hw[1], jh, jw)
+    return in_rf
+
+
+def analyse(g: nx.DiGraph) -> Analysis:
+    """Annotate every node and total the network; shape errors name the module and the spec line."""
+    errors = []
+    input_hw = tuple(g.graph["input"][1:])
+    for node in nx.topological_sort(g):
+        data = g.nodes[node]
+        op = OPS[data["op"]]
+        ins = [g.nodes[i].get("shape") for i in data["inputs"]]
+        if any(s is None for s in ins):  # an upstream error was already reported
+            data["shape"] = None
+            continue
+        try:
+            shape = tuple(op.shape(ins, data["attrs"]))
+        except OpShapeError as exc:
+            if op.merge:
+                errors.append(_merge_error(g, node, data, ins))
+            else:
+                where = data["path"] if data["module"] else f"{data['path'] or 'the model'} ({data['op']})"
+                errors.append(ShapeError(f"{where}: {exc}", data["loc"], node))
+            data["shape"] = None
+            continue
+        data["shape"] = shape
+        first = ins[0] if ins else None
+        data["params"] = op.params(first, data["attrs"]) if first is not None else 0
+        data["buffers"] = op.buffers(first, data["attrs"]) if first is not None else 0
+        data["macs"] = op.macs(first, shape, data["attrs"]) if first is not None else 0
+        if data["op"] == "input":
+            data["rf"] = (1, 1, 1, 1)
+        elif op.merge:
+            rfs = [g.nodes[i]["rf"] for i in data["inputs"]]
+            data["rf"] = tuple(max(r[k] for r in rfs) for k in range(4))
+        else:
+            data["rf"] = _receptive(op, data["attrs"], g.nodes[data["inputs"][0]]["rf"], first, shape, input_hw)
+    raise_all(errors)
+    return Analysis(g, _totals(g), _modules(g))
+
+
+def _totals(g: nx.DiGraph) -> Totals:
+    by_part: dict = {"main": 0}
+    buf_part: dict = {"main": 0}
+    macs_part: dict = {"main": 0}
+    for part in g.graph["aux"]:
+        by_part[part] = buf_part[part] = macs_part[part] = 0
+    for _, d in g.nodes(data=True):
+        part = d["part"]
+        by_part[part] += d["params"]
+        buf_part[part] += d["buffers"]
+        macs_part[part] += d["macs"]
+    main = g.subgraph([n for n, d in g.nodes(data=True) if d["part"] == "main"])
+    weights = {n: 1 if OPS[d["op"]].weight_layer else 0 for n, d in main.nodes(data=True)}
+    depth = _longest(main, weights)
+    return Totals(
+        params=sum(by_part.values()), params_eval=by_part["main"], params_by_part=by_part,
+        buffers=sum(buf_part.values()), buffers_eval=buf_part["main"], macs=macs_part["main"],
+        macs_by_part=macs_part, depth=depth,
+    )
+
+
+def _longest(dag: nx.DiGraph, weights: dict) -> int:
+    # Node-weighted longest path: weight each edge by the layer it enters.
+    if dag.number_of_edges() == 0:
+        return max(weights.values(), default=0)
+    for u, v in dag.edges:
+        dag.edges[u, v]["_w"] = weights[v]
+    path = nx.dag_longest_path(dag, weight="_w", default_weight=0)
+    return sum(weights[n] for n in path)
+
+
+def _modules(g: nx.DiGraph) -> dict:
+    """Per module path: output shape and the totals of everything inside it."""
+    out = {}
+    for path, entry in g.graph["modules"].items():
+        out[path] = {"type": entry["type"], "kind": entry["kind"], "part": entry["part"],
+                     "output_shape": g.nodes[entry["output"]].get("shape") if entry["output"] else None,
+                     "input_shape": g.nodes[entry["input"]].get("shape"),
+                     "params": 0, "buffers": 0, "macs": 0}
+    for _, d in g.nodes(data=True):
+        path = d["path"]
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            m = out.get(key)
+            if m is not None:
+                m["params"] += d["params"]
+                m["buffers"] += d["buffers"]
+                m["macs"] += d["macs"]
+    return out

@@ -1,0 +1,192 @@
+"""Command line: ``archspec check | build | diff | draw | schema``.
+
+Exit status: 0 success, 1 a spec error (or differences, for diff), 2 usage error, 3 internal error.
+Heavy imports happen inside the commands so that start-up stays fast and ``check``/``build``
+never import torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from .errors import ArchspecError, UsageError, flatten
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would exit 2 with usage text; keep that, in one place
+        self.print_usage(sys.stderr)
+        print(f"archspec: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _input_shape(text: str):
+    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected C x H x W such as 3x224x224, got '{text}'")
+    dims = tuple(int(v) for v in m.groups())
+    if min(dims) < 1 or max(dims) > 1_000_000:
+        raise argparse.ArgumentTypeError(f"sizes must be between 1 and 1000000, got '{text}'")
+    return dims
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return v
+
+
+def _depth(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="archspec", description="Architecture-spec compiler for deep vision networks.")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def common(sp, many=True):
+        if many:
+            sp.add_argument("specs", nargs="*", metavar="SPEC", help="spec files (default: every spec under specs/)")
+        sp.add_argument("--input", type=_input_shape, metavar="CxHxW", help="override the input size, e.g. 3x299x299")
+        sp.add_argument("--num-classes", type=_positive, metavar="N", help="override the number of classes")
+        sp.add_argument("--format", choices=("text", "json"), default="text")
+        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    c = sub.add_parser("check", help="validate specs and print shapes, parameters and MACs")
+    common(c)
+    c.add_argument("--depth", type=_depth, default=3, metavar="N", help="collapse modules below N levels (default 3)")
+
+    b = sub.add_parser("build", help="generate PyTorch modules from specs")
+    common(b)
+    b.add_argument("-o", "--output", default="generated", metavar="DIR", help="output directory (default generated/)")
+    b.add_argument("--check", action="store_true", dest="check_only", help="write nothing; exit 1 if a file is stale or hand-edited")
+    b.add_argument("--force", action="store_true", help="overwrite generated files that were edited by hand")
+    b.add_argument("--verify", action="store_true", help="import the generated module and compare it with the analysis (needs torch)")
+    b.add_argument("--deploy", action="store_true", help="generate the inference-only deploy module")
+
+    for name, helptext in (("diff", "compare two specs"), ("draw", "draw a spec as DOT, SVG or Mermaid"),
+                           ("schema", "print the JSON Schema of the spec language")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        if name == "diff":
+            sp.add_argument("a", metavar="A")
+            sp.add_argument("b", metavar="B")
+            sp.add_argument("--code", action="store_true", help="add a unified diff of the generated modules")
+            sp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+        elif name == "draw":
+            sp.add_argument("spec", metavar="SPEC")
+            sp.add_argument("-o", "--output", required=True, metavar="FILE", help="output file: .dot, .svg or .mmd")
+            sp.add_argument("--depth", type=_depth, default=1, metavar="N")
+    return p
+
+
+def _specs(args) -> list:
+    from .pipeline import spec_files
+
+    files = list(args.specs) or spec_files("specs")
+    if not files:
+        raise UsageError("no spec files given and none found under specs/")
+    return files
+
+
+def cmd_check(args) -> int:
+    from .pipeline import compile_spec
+    from .report import table, to_json
+
+    results, failures, errors_json = [], 0, []
+    for file in _specs(args):
+        try:
+            c = compile_spec(file, args.input, args.num_classes)
+        except ArchspecError as exc:
+            failures += 1
+            _report_error(exc, args)
+            errors_json.extend(e.to_dict() for e in flatten(exc))
+            continue
+        if args.format == "json":
+            results.append(to_json(c))
+        else:
+            print(table(c, args.depth))
+    if args.format == "json":
+        payload = results[0] if len(results) == 1 and not failures and len(args.specs) <= 1 else results
+        print(json.dumps(payload, indent=2))
+    return EXIT_SPEC if failures else EXIT_OK
+
+
+def cmd_build(args) -> int:
+    from .build import run_build
+
+    return run_build(args, _specs(args), _report_error)
+
+
+def cmd_diff(args) -> int:
+    from .diff import run_diff
+
+    return run_diff(args)
+
+
+def cmd_draw(args) -> int:
+    from .draw import run_draw
+
+    return run_draw(args)
+
+
+def cmd_schema(args) -> int:
+    from .schema import schema_json
+
+    print(schema_json())
+    return EXIT_OK
+
+
+def _report_error(exc: ArchspecError, args) -> None:
+    if getattr(args, "format", "text") == "json":
+        for e in flatten(exc):
+            print(json.dumps({"error": e.to_dict()}), file=sys.stderr)
+    else:
+        print(exc.format(), file=sys.stderr)
+
+
+COMMANDS = {"check": cmd_check, "build": cmd_build, "diff": cmd_diff, "draw": cmd_draw, "schema": cmd_schema}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"archspec: error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArchspecError as exc:
+        _report_error(exc, args)
+        return EXIT_SPEC
+    except KeyboardInterrupt:
+        print("archspec: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # an archspec bug, not the user's: say so briefly
+        if args.debug:
+            raise
+        print(f"archspec: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def entry() -> None:
+    sys.exit(main())

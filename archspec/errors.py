@@ -1,0 +1,174 @@
+"""One error tree for every stage.
+
+Every error a user can cause is an ``ArchspecError`` carrying where it happened: file, line,
+column (1-based, from PyYAML's node marks), the YAML path and, once the graph exists, the node.
+The CLI prints them as ``file:line:col: error: message`` followed by the offending source line.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A position in a spec file; line and column are 1-based."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+    path: str = ""  # YAML path, e.g. blocks.Inception.layers[0]
+
+    def at(self, path: str) -> "Loc":
+        return Loc(self.file, self.line, self.col, path)
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.col}"
+        return self.file
+
+
+class ArchspecError(Exception):
+    """Root of every error a user's input can cause."""
+
+    stage = "archspec"
+
+    def __init__(self, message: str, loc: Loc | None = None, node: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.node = node
+
+    def to_dict(self) -> dict:
+        loc = self.loc
+        return {
+            "stage": self.stage,
+            "message": self.message,
+            "file": loc.file if loc else None,
+            "line": loc.line if loc else None,
+            "column": loc.col if loc else None,
+            "yaml_path": loc.path if loc and loc.path else None,
+            "node": self.node,
+        }
+
+    def format(self, with_source: bool = True) -> str:
+        head = f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
+        if not (with_source and self.loc):
+            return head
+        lines = [head]
+        if self.loc.path:
+            lines.append(f"  in {self.loc.path}")
+        text = source_line(self.loc.file, self.loc.line)
+        if text is not None:
+            gutter = f"{self.loc.line:>5} | "
+            lines.append(gutter + text)
+            lines.append(" " * (len(gutter) - 2) + "| " + " " * max(self.loc.col - 1, 0) + "^")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format(with_source=False)
+
+
+class UsageError(ArchspecError):
+    """Bad command-line usage (exit status 2)."""
+
+    stage = "usage"
+
+
+class LoadError(ArchspecError):
+    """The file cannot be read or is not acceptable YAML."""
+
+    stage = "load"
+
+
+class SpecError(ArchspecError):
+    """The YAML does not follow the spec language."""
+
+    stage = "validate"
+
+
+class ExpandError(ArchspecError):
+    """A block call, argument or expression cannot be resolved."""
+
+    stage = "expand"
+
+
+class LintError(ArchspecError):
+    """The lowered graph is malformed."""
+
+    stage = "lint"
+
+
+class ShapeError(ArchspecError):
+    """Static analysis found an impossible shape."""
+
+    stage = "analyse"
+
+
+class ExpectError(ArchspecError):
+    """An ``expect:`` value does not match the analysis."""
+
+    stage = "expect"
+
+
+class GenerateError(ArchspecError):
+    """Code generation or writing failed."""
+
+    stage = "generate"
+
+
+class VerifyError(ArchspecError):
+    """The generated module disagrees with the static analysis."""
+
+    stage = "verify"
+
+
+class ErrorList(ArchspecError):
+    """Several errors found at once; ``errors`` keeps them in source order."""
+
+    def __init__(self, errors: list[ArchspecError]):
+        errors = sorted(errors, key=_order)
+        super().__init__(errors[0].message if errors else "", errors[0].loc if errors else None)
+        self.errors = errors
+        self.stage = errors[0].stage if errors else "archspec"
+
+    def format(self, with_source: bool = True) -> str:
+        return "\n".join(e.format(with_source) for e in self.errors)
+
+
+def _order(e: ArchspecError):
+    loc = e.loc
+    return (loc.file if loc else "", loc.line if loc else 0, loc.col if loc else 0)
+
+
+def flatten(err: ArchspecError) -> list[ArchspecError]:
+    return list(err.errors) if isinstance(err, ErrorList) else [err]
+
+
+def raise_all(errors: list[ArchspecError]) -> None:
+    """Raise nothing, the single error, or an ErrorList."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ErrorList(errors)
+
+
+_SOURCE_CACHE: dict[str, list[str]] = {}
+
+
+def source_line(file: str, line: int) -> str | None:
+    if line <= 0:
+        return None
+    lines = _SOURCE_CACHE.get(file)
+    if lines is None:
+        try:
+            if os.path.getsize(file) > 4 * 1024 * 1024:
+                return None
+            with open(file, encoding="utf-8", errors="replace") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            return None
+        _SOURCE_CACHE[file] = lines
+    if line > len(lines):
+        return None
+    return lines[line - 1].rstrip()

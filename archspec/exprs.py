@@ -1,0 +1,189 @@
+"""Call strings such as ``BasicConv2d(64, k=3, s=2)`` and the small expression language inside them.
+
+Parsed with Python's own ``ast`` (never evaluated by Python): only numbers, booleans, names of
+arguments, tuples/lists and + - * / // % are accepted. The parsed tree is kept so that code
+generation can write the same expression back over the generated class's arguments.
+"""
+from __future__ import annotations
+
+import ast
+import keyword
+import operator
+import re
+from dataclasses import dataclass
+
+from .errors import ExpandError, Loc, SpecError
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_CONSTS = {"true": True, "false": False, "True": True, "False": False, "none": None, "None": None, "null": None}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
+MAX_CALL_CHARS = 2000
+MAX_INT = 10**15
+
+
+@dataclass(frozen=True)
+class Call:
+    """A parsed call: callee name, positional and keyword argument expressions."""
+
+    name: str
+    args: tuple  # of ast.expr
+    kwargs: tuple  # of (name, ast.expr)
+    text: str
+    loc: Loc
+
+
+def is_identifier(name) -> bool:
+    return isinstance(name, str) and bool(_IDENT.match(name)) and not keyword.iskeyword(name)
+
+
+def parse_call(text, loc: Loc) -> Call:
+    """Parse ``name`` or ``name(arg, ..., key=value)``."""
+    if isinstance(text, bool) or not isinstance(text, str):
+        raise SpecError(f"expected an op or block call such as 'relu' or 'conv2d(64, 3)', got {_show(text)}", loc)
+    if len(text) > MAX_CALL_CHARS:
+        raise SpecError(f"call longer than {MAX_CALL_CHARS} characters", loc)
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        col = (exc.offset or 1)
+        hint = ""
+        if text.count("(") != text.count(")"):
+            hint = " (inside a YAML flow list [a, b] commas split items: quote the call or use a block list)"
+        raise SpecError(f"cannot parse call '{text}': {exc.msg}{hint}", Loc(loc.file, loc.line, loc.col + col - 1, loc.path)) from None
+    if isinstance(tree, ast.Name):
+        name, args, kwargs = tree.id, (), ()
+    elif isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name):
+        name = tree.func.id
+        for a in tree.args:
+            if isinstance(a, ast.Starred):
+                raise SpecError(f"'*' arguments are not allowed in '{text}'", loc)
+        for k in tree.keywords:
+            if k.arg is None:
+                raise SpecError(f"'**' arguments are not allowed in '{text}'", loc)
+        args = tuple(_check_expr(a, text, loc) for a in tree.args)
+        kwargs = tuple((k.arg, _check_expr(k.value, text, loc)) for k in tree.keywords)
+        seen = set()
+        for k, _ in kwargs:
+            if k in seen:
+                raise SpecError(f"argument '{k}' given twice in '{text}'", loc)
+            seen.add(k)
+    else:
+        raise SpecError(f"expected an op or block call such as 'relu' or 'conv2d(64, 3)', got '{text}'", loc)
+    if not is_identifier(name) or name.startswith("__"):
+        raise SpecError(f"'{name}' is not a valid op or block name", loc)
+    return Call(name, args, kwargs, text.strip(), loc)
+
+
+def _check_expr(node: ast.expr, text: str, loc: Loc) -> ast.expr:
+    """Allow only the expression forms we evaluate and regenerate; rewrite true/false/null."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, (bool, int, float)) or node.value is None:
+            return node
+        raise SpecError(f"only numbers and booleans are allowed as values in '{text}', not {node.value!r}", loc)
+    if isinstance(node, ast.Name):
+        if node.id in _CONSTS:
+            return ast.copy_location(ast.Constant(_CONSTS[node.id]), node)
+        if not is_identifier(node.id) or node.id.startswith("__"):
+            raise SpecError(f"'{node.id}' is not a valid name", loc)
+        return node
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return ast.copy_location(ast.Tuple([_check_expr(e, text, loc) for e in node.elts], ast.Load()), node)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return ast.copy_location(ast.BinOp(_check_expr(node.left, text, loc), node.op, _check_expr(node.right, text, loc)), node)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return ast.copy_location(ast.UnaryOp(node.op, _check_expr(node.operand, text, loc)), node)
+    raise SpecError(f"unsupported expression '{ast.unparse(node)}' in '{text}' (allowed: numbers, booleans, argument names, tuples, + - * / // %)", loc)
+
+
+def evaluate(node: ast.expr, env: dict, loc: Loc, what: str = ""):
+    """Evaluate a checked expression with the block's argument values."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in env:
+            known = ", ".join(sorted(env)) or "none"
+            raise ExpandError(f"unknown name '{node.id}'{what} (arguments in scope: {known})", loc)
+        return env[node.id]
+    if isinstance(node, ast.Tuple):
+        return tuple(evaluate(e, env, loc, what) for e in node.elts)
+    if isinstance(node, ast.UnaryOp):
+        value = evaluate(node.operand, env, loc, what)
+        _need_number(value, node, loc)
+        return -value if isinstance(node.op, ast.USub) else +value
+    if isinstance(node, ast.BinOp):
+        left = evaluate(node.left, env, loc, what)
+        right = evaluate(node.right, env, loc, what)
+        _need_number(left, node, loc)
+        _need_number(right, node, loc)
+        if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
+            raise ExpandError(f"division by zero in '{ast.unparse(node)}'", loc)
+        if isinstance(node.op, ast.Mult) and abs(left) > MAX_INT and abs(right) > 1:
+            raise ExpandError(f"number too large in '{ast.unparse(node)}'", loc)
+        result = _BINOPS[type(node.op)](left, right)
+        if isinstance(result, int) and abs(result) > MAX_INT:
+            raise ExpandError(f"number too large in '{ast.unparse(node)}'", loc)
+        return result
+    raise ExpandError(f"cannot evaluate '{ast.unparse(node)}'", loc)
+
+
+def _need_number(value, node, loc):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ExpandError(f"arithmetic on a non-number in '{ast.unparse(node)}'", loc)
+
+
+def _show(value) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+# --- argument types shared by ops and blocks ---------------------------------------------------
+
+TYPES = ("int", "float", "bool", "size", "number")
+
+
+def check_type(value, type_: str):
+    """Return the value converted to the declared type, or None if it does not fit."""
+    if type_ == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return None
+        return None
+    if type_ == "float" or type_ == "number":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value) if type_ == "float" else value
+        return None
+    if type_ == "bool":
+        return value if isinstance(value, bool) else None
+    if type_ == "size":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return value
+        return None
+    raise ValueError(type_)
+
+
+def describe(value) -> str:
+    if isinstance(value, bool):
+        return f"bool {str(value).lower()}"
+    if isinstance(value, tuple):
+        return f"tuple {value}"
+    if value is None:
+        return "none"
+    return f"{type(value).__name__} {value!r}"
+
+
+TYPE_WORDS = {"int": "an int", "float": "a number", "number": "a number", "bool": "a boolean", "size": "an int or a pair of ints"}

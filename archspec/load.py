@@ -1,0 +1,397 @@
+"""Stage 1, load: YAML text -> plain data that remembers where every value came from.
+
+PyYAML composes the node tree (with line/column marks); we build the Python values ourselves so
+that duplicate keys, alias bombs, deep nesting and exotic tags are refused with a location.
+``use:`` libraries and ``extends:`` parents are read here too and merged into one document.
+"""
+from __future__ import annotations
+
+import os
+
+import yaml
+
+from .errors import ErrorList, LoadError, Loc, SpecError
+
+MAX_FILE_BYTES = 1_000_000  # a spec is text written by people or scripts; 1 MB is generous
+MAX_NODES = 200_000  # values after alias expansion
+MAX_DEPTH = 64  # nesting of mappings and sequences
+MAX_FILES = 64  # files reachable through use:/extends:
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+
+class LDict(dict):
+    """A mapping that knows its own location and the location of each key and value."""
+
+    loc: Loc
+    key_locs: dict
+    value_locs: dict
+
+    def loc_of(self, key, value: bool = True) -> Loc:
+        table = self.value_locs if value else self.key_locs
+        return table.get(key, self.loc)
+
+
+class LList(list):
+    """A sequence that knows its own location and the location of each item."""
+
+    loc: Loc
+    item_locs: list
+
+    def loc_of(self, index: int) -> Loc:
+        if 0 <= index < len(self.item_locs):
+            return self.item_locs[index]
+        return self.loc
+
+
+def loc_of(container, key) -> Loc | None:
+    """Location of ``container[key]`` if the container came from YAML."""
+    if isinstance(container, LDict):
+        return container.loc_of(key)
+    if isinstance(container, LList) and isinstance(key, int):
+        return container.loc_of(key)
+    return getattr(container, "loc", None)
+
+
+def _mark(file: str, mark, path: str) -> Loc:
+    return Loc(file, mark.line + 1, mark.column + 1, path)
+
+
+def join_path(path: str, key) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+class _Builder:
+    def __init__(self, file: str):
+        self.file = file
+        self.count = 0
+        self.scalars = yaml.SafeLoader("")
+
+    def build(self, node, path: str, depth: int):
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise LoadError(
+                f"document too large: more than {MAX_NODES} values after expanding anchors "
+                "and aliases (an alias bomb?)",
+                _mark(self.file, node.start_mark, path),
+            )
+        if depth > MAX_DEPTH:
+            raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", _mark(self.file, node.start_mark, path))
+        loc = _mark(self.file, node.start_mark, path)
+        if isinstance(node, yaml.MappingNode):
+            out = LDict()
+            out.loc, out.key_locs, out.value_locs = loc, {}, {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise LoadError("YAML merge keys (<<) are not supported", _mark(self.file, key_node.start_mark, path))
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise LoadError("mapping keys must be plain scalars", _mark(self.file, key_node.start_mark, path))
+                key = self.scalar(key_node, path)
+                if not isinstance(key, str):
+                    key = str(key).lower() if isinstance(key, bool) else str(key)
+                sub = join_path(path, key)
+                key_loc = _mark(self.file, key_node.start_mark, sub)
+                if key in out:
+                    first = out.key_locs[key]
+                    raise LoadError(f"duplicate key '{key}' (first defined at line {first.line})", key_loc)
+                out.key_locs[key] = key_loc
+                out[key] = self.build(value_node, sub, depth + 1)
+                out.value_locs[key] = _mark(self.file, value_node.start_mark, sub)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            out = LList()
+            out.loc, out.item_locs = loc, []
+            for i, item in enumerate(node.value):
+                sub = join_path(path, i)
+                out.append(self.build(item, sub, depth + 1))
+                out.item_locs.append(_mark(self.file, item.start_mark, sub))
+            return out
+        return self.scalar(node, path)
+
+    def scalar(self, node, path: str):
+        if node.tag not in _SCALAR_TAGS:
+            raise LoadError(f"unsupported YAML tag {node.tag}", _mark(self.file, node.start_mark, path))
+        return self.scalars.construct_object(node, deep=True)
+
+
+def read_text(file: str, where: Loc | None = None) -> str:
+    """Read a spec file, refusing what is not a small UTF-8 text file."""
+    at = where or Loc(file)
+    if os.path.isdir(file):
+        raise LoadError(f"{file} is a directory, not a spec file", at)
+    try:
+        size = os.path.getsize(file)
+        if size > MAX_FILE_BYTES:
+            raise LoadError(f"{file} is {size} bytes; specs are limited to {MAX_FILE_BYTES} bytes", at)
+        with open(file, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise LoadError(f"no such file: {file}", at) from None
+    except OSError as exc:
+        raise LoadError(f"cannot read {file}: {exc.strerror}", at) from None
+    if b"\x00" in raw:
+        raise LoadError(f"{file} is a binary file, not YAML", at)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadError(f"{file} is not valid UTF-8 (byte {exc.start})", at) from None
+
+
+def parse_yaml(text: str, file: str):
+    """Parse one YAML document into LDict/LList/scalars."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file)
+        raise LoadError(f"invalid YAML: {problem}", loc) from None
+    except yaml.YAMLError as exc:
+        raise LoadError(f"invalid YAML: {exc}", Loc(file)) from None
+    except RecursionError:
+        raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file)) from None
+    if node is None:
+        raise LoadError("empty spec file", Loc(file, 1, 1))
+    try:
+        return _Builder(file).build(node, "", 0)
+    except RecursionError:
+        raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file)) from None
+
+
+def _load_mapping(file: str, where: Loc | None = None) -> LDict:
+    data = parse_yaml(read_text(file, where), file)
+    if not isinstance(data, LDict):
+        raise SpecError("the top level of a spec must be a mapping", Loc(file, 1, 1))
+    return data
+
+
+class _Resolver:
+    """Reads a spec with its ``use:`` libraries and ``extends:`` parents, refusing cycles."""
+
+    def __init__(self, root: str):
+        self.root = os.path.realpath(root)
+        self.files: list[str] = []
+
+    def resolve_ref(self, base_file: str, ref, where: Loc) -> str:
+        if not isinstance(ref, str) or not ref.strip():
+            raise SpecError("expected a relative path to a spec file", where)
+        if os.path.isabs(ref):
+            raise SpecError(f"absolute path '{ref}' is not allowed; use a path relative to the spec", where)
+        target = os.path.normpath(os.path.join(os.path.dirname(base_file), ref))
+        real = os.path.realpath(target)
+        if os.path.commonpath([real, self.root]) != self.root:
+            raise SpecError(f"'{ref}' leaves the spec's root directory {_rel(self.root)}", where)
+        return target
+
+    def load(self, file: str, chain: tuple, where: Loc | None = None, kind: str = "spec") -> LDict:
+        real = os.path.realpath(file)
+        if real in chain:
+            cycle = " -> ".join(_rel(c) for c in (*chain[chain.index(real):], real))
+            raise SpecError(f"{kind} cycle: {cycle}", where)
+        if len(self.files) >= MAX_FILES:
+            raise SpecError(f"more than {MAX_FILES} files reached through use:/extends:", where)
+        self.files.append(file)
+        data = _load_mapping(file, where)
+        chain = (*chain, real)
+        if "extends" in data:
+            data = self.extend(file, data, chain)
+        if "use" in data:
+            self.use(file, data, chain)
+        return data
+
+    def use(self, file: str, data: LDict, chain: tuple) -> None:
+        refs = data["use"]
+        if isinstance(refs, str):
+            refs = [refs]
+        if not isinstance(refs, list):
+            raise SpecError("use: expects a list of library files", data.loc_of("use"))
+        library: dict = {}
+        for i, ref in enumerate(refs):
+            where = refs.loc_of(i) if isinstance(refs, LList) else data.loc_of("use")
+            target = self.resolve_ref(file, ref, where)
+            lib = self.load(target, chain, where, kind="use")
+            blocks = lib.get("blocks", {})
+            if not isinstance(blocks, dict):
+                continue  # validation of the library reports it
+            for name, body in blocks.items():
+                library.setdefault(name, (blocks, body))
+            _check_library(lib)
+        blocks = data.get("blocks")
+        if blocks is None:
+            blocks = LDict()
+            blocks.loc, blocks.key_locs, blocks.value_locs = data.loc, {}, {}
+            data["blocks"] = blocks
+        if not isinstance(blocks, LDict):
+            return
+        # The spec's own blocks win over library blocks of the same name.
+        merged = LDict()
+        merged.loc, merged.key_locs, merged.value_locs = blocks.loc, {}, {}
+        for name, (src, body) in library.items():
+            if name not in blocks:
+                merged[name] = body
+                merged.key_locs[name] = src.key_locs[name]
+                merged.value_locs[name] = src.value_locs[name]
+        for name, body in blocks.items():
+            merged[name] = body
+            merged.key_locs[name] = blocks.key_locs[name]
+            merged.value_locs[name] = blocks.value_locs[name]
+        data["blocks"] = merged
+        del data["use"]
+
+    def extend(self, file: str, data: LDict, chain: tuple) -> LDict:
+        where = data.loc_of("extends")
+        target = self.resolve_ref(file, data["extends"], where)
+        parent = self.load(target, chain, where, kind="extends")
+        return apply_variant(parent, data)
+
+
+def _check_library(lib: LDict) -> None:
+    unknown = [k for k in lib if k not in ("archspec", "blocks", "description")]
+    if unknown:
+        key = unknown[0]
+        raise SpecError(f"a library file may only hold archspec, description and blocks, not '{key}'", lib.loc_of(key, value=False))
+
+
+# Keys of a variant merged into the parent by name; every other key replaces the parent's value.
+_MERGED = ("args", "blocks", "aux", "expect")
+
+
+def apply_variant(parent: LDict, child: LDict) -> LDict:
+    """``extends:`` semantics: start from the parent, merge mappings by name, apply ``edit:``."""
+    out = LDict(parent)
+    out.loc = child.loc
+    out.key_locs = dict(parent.key_locs)
+    out.value_locs = dict(parent.value_locs)
+    for key, value in child.items():
+        if key in ("extends", "edit"):
+            continue
+        if key in _MERGED and isinstance(value, LDict) and isinstance(parent.get(key), LDict):
+            out[key] = _merge_named(parent[key], value)
+        else:
+            out[key] = value
+        out.key_locs[key] = child.key_locs[key]
+        out.value_locs[key] = child.value_locs[key]
+    if key_list := [k for k in ("expect",) if k not in child and k in out]:
+        # A variant is a different network: the parent's expectations do not carry over.
+        for key in key_list:
+            del out[key]
+    if "edit" in child:
+        out["layers"] = apply_edits(out.get("layers"), child["edit"], child.loc_of("edit"))
+    return out
+
+
+def _merge_named(base: LDict, over: LDict) -> LDict:
+    out = LDict(base)
+    out.loc = over.loc
+    out.key_locs = dict(base.key_locs)
+    out.value_locs = dict(base.value_locs)
+    for key, value in over.items():
+        if value is None:  # `name: null` removes an entry
+            out.pop(key, None)
+            continue
+        out[key] = value
+        out.key_locs[key] = over.key_locs[key]
+        out.value_locs[key] = over.value_locs[key]
+    return out
+
+
+def item_name(item) -> str | None:
+    """Name of a top-level layer entry ``{name: ...}``, None for anonymous ones."""
+    if isinstance(item, dict):
+        names = [k for k in item if k not in ("if",)]
+        if len(names) == 1 and names[0] not in ("concat", "add", "repeat"):
+            return names[0]
+    return None
+
+
+def apply_edits(layers, edits, where: Loc):
+    """Apply ``edit:`` operations (replace / insert before|after / remove) to a layer list."""
+    if not isinstance(layers, list):
+        raise SpecError("edit: needs a parent with a layers list", where)
+    if not isinstance(edits, list):
+        raise SpecError("edit: expects a list of operations", where)
+    out = LList(layers)
+    out.loc = layers.loc if isinstance(layers, LList) else where
+    out.item_locs = list(layers.item_locs) if isinstance(layers, LList) else [where] * len(layers)
+    errors = []
+    for i, op in enumerate(edits):
+        at = edits.loc_of(i) if isinstance(edits, LList) else where
+        try:
+            _apply_edit(out, op, at)
+        except SpecError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ErrorList(errors)
+    return out
+
+
+_EDIT_KEYS = {"replace", "with", "after", "before", "insert", "remove"}
+
+
+def _apply_edit(layers: LList, op, at: Loc) -> None:
+    if not isinstance(op, LDict):
+        raise SpecError("an edit is a mapping such as {replace: NAME, with: [...]}", at)
+    for key in op:
+        if key not in _EDIT_KEYS:
+            raise SpecError(f"unknown edit key '{key}' (expected one of {', '.join(sorted(_EDIT_KEYS))})", op.loc_of(key, value=False))
+    names = [item_name(item) for item in layers]
+
+    def index_of(key: str) -> int:
+        name = op[key]
+        if name not in names:
+            raise SpecError(f"edit: no top-level layer named '{name}'", op.loc_of(key))
+        return names.index(name)
+
+    def new_items(key: str) -> list:
+        value = op.get(key)
+        if value is None:
+            raise SpecError(f"edit: '{key}' needs the new layers", at)
+        items = value if isinstance(value, list) else [value]
+        locs = value.item_locs if isinstance(value, LList) else [op.loc_of(key)] * len(items)
+        return list(zip(items, locs))
+
+    if "replace" in op:
+        i = index_of("replace")
+        repl = new_items("with")
+        layers[i:i + 1] = [x for x, _ in repl]
+        layers.item_locs[i:i + 1] = [loc for _, loc in repl]
+    elif "remove" in op:
+        i = index_of("remove")
+        del layers[i]
+        del layers.item_locs[i]
+    elif "after" in op or "before" in op:
+        key = "after" if "after" in op else "before"
+        i = index_of(key) + (1 if key == "after" else 0)
+        ins = new_items("insert")
+        layers[i:i] = [x for x, _ in ins]
+        layers.item_locs[i:i] = [loc for _, loc in ins]
+    else:
+        raise SpecError("an edit needs one of replace, remove, after, before", at)
+
+
+def _rel(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("../..") else rel
+
+
+def load(file: str, root: str | None = None) -> LDict:
+    """Read a spec file and everything it uses or extends.
+
+    >>> data = load("specs/googlenet.yaml")   # doctest: +SKIP
+    >>> data["name"]                            # doctest: +SKIP
+    'googlenet'
+    """
+    resolver = _Resolver(root or os.path.dirname(os.path.abspath(file)) or ".")
+    return resolver.load(file, ())

@@ -1,0 +1,82 @@
+"""The stages composed: ``compile_spec(path)`` runs load -> validate -> expand -> transform -> lower
+-> lint -> analyse and checks ``expect:``. The CLI and the public API both call this; nothing
+else reaches across stages.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import ExpectError, Loc, raise_all
+from .load import LDict, load
+from .validate import Resolved, validate
+
+
+@dataclass
+class Compiled:
+    file: str
+    resolved: Resolved
+    expanded: object
+    graph: object
+    analysis: object
+    rewrites: list
+
+    @property
+    def name(self) -> str:
+        return self.resolved.name
+
+
+def compile_spec(file: str, input_shape=None, num_classes: int | None = None, check_expect: bool = True,
+                 root: str | None = None) -> Compiled:
+    """Run every stage on one spec file.
+
+    >>> c = compile_spec("specs/googlenet.yaml")   # doctest: +SKIP
+    >>> c.analysis.totals.params
+    13004888
+    """
+    from .analyse import analyse
+    from .expand import expand
+    from .lint import lint
+    from .lower import lower
+    from .transforms import apply_transforms
+
+    resolved = validate(load(file, root), file)
+    expanded = expand(resolved, input_shape, num_classes)
+    expanded, rewrites = apply_transforms(expanded)
+    graph = lint(lower(expanded))
+    analysis = analyse(graph)
+    compiled = Compiled(file, resolved, expanded, graph, analysis, rewrites)
+    overridden = input_shape is not None or num_classes is not None
+    if check_expect and not overridden:
+        check_expectations(compiled)
+    return compiled
+
+
+def check_expectations(c: Compiled) -> None:
+    expect = c.resolved.spec.expect
+    if expect is None:
+        return
+    t = c.analysis.totals
+    actual = {
+        "params": t.params, "params_eval": t.params_eval, "buffers": t.buffers, "macs": t.macs,
+        "flops": t.flops, "depth": t.depth, "output": list(c.analysis.output),
+    }
+    data = c.resolved.data
+    raw = data.get("expect") if isinstance(data, dict) else None
+    errors = []
+    for key, want in expect.model_dump(exclude_none=True).items():
+        got = actual[key]
+        if got != want:
+            loc = raw.loc_of(key) if isinstance(raw, LDict) else Loc(c.file)
+            shown = (lambda v: f"{v:,}") if isinstance(got, int) else str
+            errors.append(ExpectError(f"expect.{key} is {shown(want)} but the network has {shown(got)}", loc.at(f"expect.{key}")))
+    raise_all(errors)
+
+
+def spec_files(directory: str = "specs") -> list:
+    """Every spec under a directory, libraries (lib/) excluded, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(d for d in dirnames if d != "lib" and not d.startswith("."))
+        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith((".yaml", ".yml")))
+    return sorted(out)

@@ -1,0 +1,107 @@
+"""Stage 7, report: the ``check`` table (torchinfo-like) and the stable JSON object."""
+from __future__ import annotations
+
+CONVENTION = ("MACs = multiply-adds of conv and linear layers at batch 1 in eval mode, bias not counted "
+              "(torchvision's _ops / fvcore conv+linear convention); FLOPs = 2 x MACs.")
+
+
+def _shape(shape) -> list | None:
+    return [1, *shape] if shape is not None else None
+
+
+def _n(v: int) -> str:
+    return f"{v:,}"
+
+
+def _human(v: int) -> str:
+    for unit, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if v >= scale:
+            return f"{v / scale:.2f} {unit}"
+    return str(v)
+
+
+def to_json(c) -> dict:
+    """One stable object per spec (keys documented in docs/cli.md)."""
+    a = c.analysis
+    t = a.totals
+    g = a.graph
+    layers = []
+    for node, d in g.nodes(data=True):
+        if d["op"] == "input":
+            continue
+        layers.append({"path": node, "op": d["op"], "output_shape": _shape(d["shape"]), "params": d["params"],
+                       "buffers": d["buffers"], "macs": d["macs"], "part": d["part"],
+                       "receptive_field": list(d["rf"][:2])})
+    modules = [{"path": p, "type": m["type"], "part": m["part"], "output_shape": _shape(m["output_shape"]),
+                "params": m["params"], "macs": m["macs"]} for p, m in a.modules.items() if p]
+    return {
+        "name": c.name,
+        "spec": c.file,
+        "input": _shape(g.graph["input"]),
+        "output": _shape(a.output),
+        "num_classes": c.expanded.num_classes,
+        "totals": {
+            "params": t.params,
+            "params_eval": t.params_eval,
+            "params_by_part": t.params_by_part,
+            "buffers": t.buffers,
+            "buffers_eval": t.buffers_eval,
+            "macs": t.macs,
+            "macs_by_part": t.macs_by_part,
+            "flops": t.flops,
+            "depth": t.depth,
+        },
+        "aux": {name: {"from": h.source, "loss_weight": h.loss_weight, "params": t.params_by_part[name],
+                       "output": _shape(g.nodes[g.graph["aux"][name]]["shape"])} for name, h in
+                ((h.name, h) for h in c.expanded.aux)},
+        "rewrites": [r.to_json() for r in c.rewrites],
+        "conventions": CONVENTION,
+        "modules": modules,
+        "layers": layers,
+    }
+
+
+def table(c, depth: int = 3) -> str:
+    """A torchinfo-like table of modules down to ``depth`` levels, then the totals."""
+    a = c.analysis
+    rows = [("Layer (type)", "Output Shape", "Param #", "MACs")]
+    for path, m in a.modules.items():
+        if not path:
+            continue
+        level = path.count(".") + 1
+        if level > depth:
+            continue
+        indent = "  " * (level - 1)
+        name = path.rsplit(".", 1)[-1]
+        label = f"{indent}{name} ({m['type']})"
+        if m["part"] != "main" and level == 1:
+            label += " [aux, training only]"
+        shape = _shape(m["output_shape"])
+        rows.append((label, str(shape) if shape else "--", _n(m["params"]) if m["params"] else "--",
+                     _n(m["macs"]) if m["macs"] else "--"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    total_width = sum(widths) + 6
+    line = "=" * total_width
+
+    def fmt(r):
+        return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
+
+    t = a.totals
+    out = [line, f"{c.name}  ({c.file})", line, fmt(rows[0]), "-" * total_width]
+    out += [fmt(r) for r in rows[1:]]
+    parts = " + ".join(f"{k} {_n(v)}" for k, v in t.params_by_part.items())
+    g = a.graph
+    out += [
+        line,
+        f"Input: {_shape(g.graph['input'])}   Output: {_shape(a.output)}",
+        f"Params (training, all parts): {_n(t.params)}" + (f"  = {parts}" if len(t.params_by_part) > 1 else ""),
+        f"Params (eval, main network):  {_n(t.params_eval)}",
+        f"Buffers:                      {_n(t.buffers)}",
+        f"MACs (eval, batch 1):         {_n(t.macs)}  ({_human(t.macs)})",
+        f"FLOPs (2 x MACs):             {_n(t.flops)}  ({_human(t.flops)})",
+        f"Depth (weight layers on the longest path): {t.depth}",
+    ]
+    for r in c.rewrites:
+        out.append(f"Rewrite: {r.describe()}")
+    out += [f"Note: {CONVENTION}", line]
+    return "\n".join(out)

@@ -1,0 +1,460 @@
+"""Stage 2, validate: loaded data -> a typed ``Spec``.
+
+The document's structure is checked by pydantic models (unknown fields forbidden); layer lists,
+whose compact YAML forms do not suit tagged unions, are parsed here into small item classes. All
+errors are collected and reported together, each at its own line and column.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import exprs
+from .errors import ArchspecError, ErrorList, Loc, SpecError, raise_all
+from .load import LDict, LList, join_path, loc_of
+
+# Names with a meaning of their own where a layer name is expected.
+RESERVED = {"concat", "add", "repeat", "body", "if", "self", "forward", "training", "x"}
+
+
+# --- the document -----------------------------------------------------------------------------
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class AuxDef(_Model):
+    """An auxiliary classifier: reads a named layer's output, trained with a weighted loss."""
+
+    from_: str = Field(alias="from", description="top-level layer (or module path) whose output it reads")
+    after: str | None = Field(None, description="top-level layer after which it is registered (default: from)")
+    loss_weight: float = Field(description="weight of its cross-entropy in the training loss")
+    module: Union[str, list] = Field(description="a block call, or a list of layers for an nn.Sequential")
+    doc: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("loss_weight")
+    @classmethod
+    def _weight(cls, v):
+        if not v >= 0:
+            raise ValueError("loss_weight must be >= 0")
+        return v
+
+
+class Expect(_Model):
+    """Totals that ``archspec check`` verifies."""
+
+    params: int | None = Field(None, description="parameters in training (all parts)")
+    params_eval: int | None = Field(None, description="parameters of the main network (aux heads removed)")
+    buffers: int | None = None
+    macs: int | None = Field(None, description="conv+linear multiply-adds at batch 1, eval")
+    flops: int | None = None
+    depth: int | None = None
+    output: list[int] | None = Field(None, description="output shape without the batch dimension")
+
+
+class BlockDef(_Model):
+    """A reusable block: typed arguments and the layers it applies."""
+
+    doc: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict, description="name: 'type' or 'type = default'")
+    layers: list[Any]
+
+
+class Transform(_Model):
+    """A declarative rewrite applied after expansion."""
+
+    factorize: Literal["stack3x3", "asymmetric"]
+    kernel: int | None = Field(None, description="only convolutions with this kernel size (default: any)")
+    batchnorm: bool = Field(False, description="follow every new convolution by the spec's conv block norm")
+    add_batchnorm: bool = False
+
+
+class Spec(_Model):
+    """One network."""
+
+    archspec: Literal[1] = Field(description="spec language version")
+    name: str
+    description: str | None = None
+    input: list[int] = Field(description="input shape C x H x W")
+    num_classes: int = 1000
+    args: dict[str, Any] = Field(default_factory=dict)
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    layers: list[Any]
+    aux: dict[str, AuxDef] = Field(default_factory=dict)
+    transforms: list[dict[str, Any]] = Field(default_factory=list)
+    expect: Expect | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _input(cls, v):
+        if len(v) != 3 or any(d < 1 for d in v):
+            raise ValueError("input must be three positive sizes [C, H, W]")
+        return v
+
+    @field_validator("num_classes")
+    @classmethod
+    def _classes(cls, v):
+        if v < 1:
+            raise ValueError("num_classes must be positive")
+        return v
+
+
+# --- layer items ------------------------------------------------------------------------------
+
+@dataclass
+class CallItem:
+    """``relu`` or ``avgpool2d(3, stride=1, padding=1)``: a function in a block, a module in a Sequential."""
+
+    call: exprs.Call
+    loc: Loc
+
+
+@dataclass
+class NamedItem:
+    """``name: CALL`` (a module attribute) or ``name: [...]`` (an nn.Sequential)."""
+
+    name: str
+    loc: Loc
+    call: exprs.Call | None = None
+    seq: list | None = None
+    cond: ast.expr | None = None
+
+
+@dataclass
+class MergeItem:
+    """``concat: [branch, ...]`` or ``add: [...]``; each branch is a list of items (empty: identity)."""
+
+    kind: str
+    branches: list
+    loc: Loc
+
+
+@dataclass
+class RepeatItem:
+    """``{repeat: N, body: [...]}`` inside a Sequential."""
+
+    count: ast.expr
+    body: list
+    loc: Loc
+
+
+@dataclass
+class ArgDef:
+    name: str
+    type: str
+    default: Any
+    loc: Loc
+    doc: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is exprs_required
+
+
+exprs_required = object()
+
+
+@dataclass
+class Block:
+    name: str
+    args: list
+    layers: list
+    loc: Loc
+    doc: str | None = None
+
+
+@dataclass
+class Aux:
+    name: str
+    source: str
+    after: str
+    loss_weight: float
+    module: Any  # NamedItem whose name is the aux head's
+    loc: Loc
+
+
+@dataclass
+class Resolved:
+    """A validated spec: the pydantic document plus parsed blocks, layers and aux heads."""
+
+    spec: Spec
+    file: str
+    args: list
+    blocks: dict
+    layers: list
+    aux: list
+    data: Any = field(repr=False, default=None)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class _Items:
+    """Parses layer lists, collecting errors."""
+
+    def __init__(self, errors: list):
+        self.errors = errors
+
+    def seq(self, raw, loc: Loc, sequential: bool) -> list:
+        if not isinstance(raw, list):
+            self.errors.append(SpecError("expected a list of layers", loc))
+            return []
+        out = []
+        for i, item in enumerate(raw):
+            at = loc_of(raw, i) or loc
+            try:
+                parsed = self.item(item, at, sequential)
+            except ArchspecError as exc:
+                self.errors.append(exc)
+                continue
+            if parsed is not None:
+                out.append(parsed)
+        return out
+
+    def item(self, raw, loc: Loc, sequential: bool):
+        if isinstance(raw, str):
+            return CallItem(exprs.parse_call(raw, loc), loc)
+        if isinstance(raw, list):
+            if sequential:  # a nested Sequential at the next index
+                return NamedItem("", loc, seq=self.seq(raw, loc, True))
+            raise SpecError("a list here needs a name: write {name: [...]} for an nn.Sequential", loc)
+        if not isinstance(raw, dict):
+            raise SpecError(f"expected a layer (a call, {{name: call}} or {{concat: [...]}}), got {exprs.describe(raw)}", loc)
+        keys = list(raw)
+        if "repeat" in raw:
+            if not sequential:
+                raise SpecError("repeat: is only allowed inside an nn.Sequential list (modules are then numbered)", loc)
+            extra = [k for k in keys if k not in ("repeat", "body")]
+            if extra or "body" not in raw:
+                raise SpecError("repeat needs exactly {repeat: N, body: [...]}", loc)
+            count = self.expr(raw["repeat"], loc_of(raw, "repeat"))
+            return RepeatItem(count, self.seq(raw["body"], loc_of(raw, "body"), True), loc)
+        for kind in ("concat", "add"):
+            if kind in raw:
+                if len(keys) != 1:
+                    other = [k for k in keys if k != kind][0]
+                    raise SpecError(f"'{kind}' cannot be combined with '{other}' in one item", _key_loc(raw, other))
+                branches_raw = raw[kind]
+                at = loc_of(raw, kind)
+                if not isinstance(branches_raw, list) or len(branches_raw) < 2:
+                    raise SpecError(f"{kind} needs a list of at least two branches", at)
+                branches = []
+                for j, br in enumerate(branches_raw):
+                    bat = loc_of(branches_raw, j) or at
+                    if isinstance(br, list):
+                        branches.append(self.seq(br, bat, False))
+                    else:
+                        try:
+                            branches.append([self.item(br, bat, False)])
+                        except ArchspecError as exc:
+                            self.errors.append(exc)
+                            branches.append([])
+                return MergeItem(kind, branches, loc)
+        cond = None
+        names = [k for k in keys if k != "if"]
+        if "if" in raw:
+            cond = self.expr(raw["if"], loc_of(raw, "if"))
+        if len(names) != 1:
+            if not names:
+                raise SpecError("a layer mapping needs a name: {name: call}", loc)
+            raise SpecError(f"one layer per list item: found {', '.join(names)} (write each as its own '- name: ...')", _key_loc(raw, names[1]))
+        name = names[0]
+        name_loc = _key_loc(raw, name)
+        if sequential:
+            raise SpecError(f"'{name}': modules inside an nn.Sequential are numbered, not named", name_loc)
+        self.check_name(name, name_loc)
+        value = raw[name]
+        vloc = loc_of(raw, name) or loc
+        if isinstance(value, str):
+            return NamedItem(name, name_loc, call=exprs.parse_call(value, vloc), cond=cond)
+        if isinstance(value, list):
+            return NamedItem(name, name_loc, seq=self.seq(value, vloc, True), cond=cond)
+        raise SpecError(f"'{name}' must be a call or a list of layers, got {exprs.describe(value)}", vloc)
+
+    def check_name(self, name, loc: Loc) -> None:
+        if not exprs.is_identifier(name):
+            raise SpecError(f"'{name}' is not a valid module name (letters, digits and _, not starting with a digit, not a Python keyword)", loc)
+        if name.startswith("__"):
+            raise SpecError(f"'{name}': names starting with '__' are reserved", loc)
+        if name in RESERVED:
+            raise SpecError(f"'{name}' is a reserved word and cannot name a module", loc)
+
+    def expr(self, raw, loc: Loc) -> ast.expr:
+        if isinstance(raw, bool):
+            return ast.Constant(raw)
+        if isinstance(raw, (int, float)):
+            return ast.Constant(raw)
+        if isinstance(raw, str):
+            call = exprs.parse_call(f"f({raw})", loc)
+            if len(call.args) == 1 and not call.kwargs:
+                return call.args[0]
+        raise SpecError(f"expected a number, a boolean or an expression, got {exprs.describe(raw)}", loc)
+
+
+def _key_loc(raw, key) -> Loc:
+    return raw.loc_of(key, value=False) if isinstance(raw, LDict) else getattr(raw, "loc", Loc("?"))
+
+
+def parse_args(raw: dict, where: Loc, errors: list, owner: str) -> list:
+    """``{out: int, s: size = 1, p: {type: size, default: 0, doc: ...}}`` -> [ArgDef]."""
+    out = []
+    items = _Items(errors)
+    for name, value in raw.items():
+        at = raw.loc_of(name, value=False) if isinstance(raw, LDict) else where
+        vat = loc_of(raw, name) or where
+        try:
+            items.check_name(name, at)
+            if name == "in_channels":
+                raise SpecError("'in_channels' is inferred from the input and cannot be declared", at)
+            doc = None
+            if isinstance(value, dict):
+                unknown = [k for k in value if k not in ("type", "default", "doc")]
+                if unknown:
+                    raise SpecError(f"unknown field '{unknown[0]}' in argument '{name}' (expected type, default, doc)", _key_loc(value, unknown[0]))
+                type_, doc = value.get("type"), value.get("doc")
+                default = value["default"] if "default" in value else exprs_required
+                if default is not exprs_required and isinstance(default, list):
+                    default = tuple(default)
+            elif isinstance(value, str):
+                type_, _, dflt = value.partition("=")
+                type_ = type_.strip()
+                default = exprs_required
+                if dflt.strip():
+                    default = exprs.evaluate(items.expr(dflt.strip(), vat), {}, vat)
+            else:
+                raise SpecError(f"argument '{name}' needs a type such as 'int' or 'size = 1', got {exprs.describe(value)}", vat)
+            if type_ not in exprs.TYPES:
+                raise SpecError(f"argument '{name}' has unknown type '{type_}' (expected one of {', '.join(exprs.TYPES)})", vat)
+            if default is not exprs_required:
+                checked = exprs.check_type(default, type_)
+                if checked is None:
+                    raise SpecError(f"default of '{name}' must be {exprs.TYPE_WORDS[type_]}, got {exprs.describe(default)}", vat)
+                default = checked
+            out.append(ArgDef(name, type_, default, at, doc))
+        except ArchspecError as exc:
+            errors.append(exc)
+    return out
+
+
+# --- pydantic errors -> located errors --------------------------------------------------------
+
+def _pydantic_errors(exc: ValidationError, data, file: str) -> list:
+    out = []
+    for err in exc.errors():
+        node, loc, path = data, getattr(data, "loc", Loc(file, 1, 1)), ""
+        key_loc = None
+        for part in err["loc"]:
+            if isinstance(node, dict) and part in node:
+                key_loc = node.loc_of(part, value=False) if isinstance(node, LDict) else None
+                loc = loc_of(node, part) or loc
+                node = node[part]
+                path = join_path(path, part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                loc = loc_of(node, part) or loc
+                node = node[part]
+                path = join_path(path, part)
+                key_loc = None
+            elif part == "from_" and isinstance(node, dict) and "from" in node:
+                loc = loc_of(node, "from") or loc
+                node = node["from"]
+            else:
+                # the remaining parts name a missing or union member: stay at the last real node
+                continue
+        out.append(SpecError(_message(err, path), (key_loc if err["type"] == "extra_forbidden" and key_loc else loc).at(path)))
+    return out
+
+
+def _message(err: dict, path: str) -> str:
+    kind = err["type"]
+    field_ = path.rsplit(".", 1)[-1] if path else "spec"
+    if kind == "extra_forbidden":
+        return f"unknown field '{field_}'"
+    if kind == "missing":
+        last = [p for p in err["loc"] if isinstance(p, str)]
+        name = last[-1] if last else field_
+        return f"missing required field '{'from' if name == 'from_' else name}'"
+    if kind == "literal_error" and field_ == "archspec":
+        return "unsupported spec version: expected 'archspec: 1'"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    given = err.get("input")
+    if kind in ("int_type", "int_parsing", "float_type", "float_parsing", "string_type", "bool_type", "list_type",
+                "dict_type", "model_type", "int_from_float", "bool_parsing"):
+        return f"'{field_}': {msg.lower()}, got {exprs.describe(given) if not isinstance(given, (dict, list)) else exprs._show(given)}"
+    return f"'{field_}': {msg}"
+
+
+def validate(data, file: str) -> Resolved:
+    """Check a loaded document and parse its layers; every error is reported at once."""
+    errors: list = []
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(exc, data, file))
+        spec = None
+    items = _Items(errors)
+    blocks = {}
+    raw_blocks = data.get("blocks") if isinstance(data, dict) else None
+    if isinstance(raw_blocks, dict):
+        for name, body in raw_blocks.items():
+            at = raw_blocks.loc_of(name, value=False) if isinstance(raw_blocks, LDict) else Loc(file)
+            if not isinstance(body, dict):
+                continue  # reported by pydantic
+            try:
+                items.check_name(name, at)
+                if name in _OP_NAMES:
+                    raise SpecError(f"block '{name}' has the name of a built-in op", at)
+            except ArchspecError as exc:
+                errors.append(exc)
+                continue
+            args = parse_args(body.get("args") or {}, at, errors, name) if isinstance(body.get("args") or {}, dict) else []
+            layers = items.seq(body.get("layers", []), loc_of(body, "layers") or at, False) if "layers" in body else []
+            blocks[name] = Block(name, args, layers, at, body.get("doc") if isinstance(body.get("doc"), str) else None)
+    model_args = []
+    if isinstance(data, dict) and isinstance(data.get("args"), dict):
+        model_args = parse_args(data["args"], loc_of(data, "args"), errors, "model")
+        for a in model_args:
+            if a.name == "num_classes":
+                errors.append(SpecError("'num_classes' is set by the top-level num_classes field", a.loc))
+            elif a.default is exprs_required:
+                errors.append(SpecError(f"model argument '{a.name}' needs a default", a.loc))
+    layers = []
+    if isinstance(data, dict) and isinstance(data.get("layers"), list):
+        layers = items.seq(data["layers"], loc_of(data, "layers"), False)
+    aux = []
+    if isinstance(data, dict) and isinstance(data.get("aux"), dict):
+        raw_aux = data["aux"]
+        for name, body in raw_aux.items():
+            at = raw_aux.loc_of(name, value=False) if isinstance(raw_aux, LDict) else Loc(file)
+            if not isinstance(body, dict) or "module" not in body or "from" not in body:
+                continue  # reported by pydantic
+            try:
+                items.check_name(name, at)
+                module = items.item({name: body["module"]}, at, False) if not isinstance(body["module"], (dict,)) else None
+                if module is None:
+                    raise SpecError("aux module must be a call or a list of layers", loc_of(body, "module"))
+                module.loc = at
+                source = body["from"]
+                after = body.get("after", source)
+                if not isinstance(source, str):
+                    continue
+                weight = body.get("loss_weight", 0.0)
+                aux.append(Aux(name, source, after if isinstance(after, str) else source,
+                               float(weight) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else 0.0,
+                               module, at))
+            except ArchspecError as exc:
+                errors.append(exc)
+    raise_all(errors)
+    return Resolved(spec, file, model_args, blocks, layers, aux, data)
+
+
+from .ops import OPS as _OPS  # noqa: E402
+
+_OP_NAMES = set(_OPS)
