@@ -1,0 +1,80 @@
+"""Shared fixtures: paths, the reference file, a CLI runner and an importable torchvision."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+SHARED = ROOT.parent / "shared"
+REFERENCE = SHARED / "reference" / "torchvision_ref.json"
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    """Facts measured from torchvision 0.28 (../shared/reference/torchvision_ref.json)."""
+    if not REFERENCE.exists():
+        pytest.skip(f"reference file not found: {REFERENCE}")
+    return json.loads(REFERENCE.read_text())["models"]
+
+
+def run_cli(*args, cwd=None, env=None, input=None) -> subprocess.CompletedProcess:
+    """Run ``python -m archspec ARGS`` in a subprocess; returns the completed process."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("PYTHONPATH", str(ROOT))
+    return subprocess.run([sys.executable, "-m", "archspec", *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, env=full_env, input=input, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def compiled():
+    """Compile a spec once per session: compiled("specs/googlenet.yaml")."""
+    from archspec.pipeline import compile_spec
+
+    cache = {}
+
+    def get(path: str):
+        if path not in cache:
+            cache[path] = compile_spec(str(ROOT / path) if not os.path.isabs(path) else path)
+        return cache[path]
+
+    return get
+
+
+_TV_LIB = None
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    """torchvision 0.28 imported beside the CPU torch wheel.
+
+    Its compiled ops are linked against CUDA torch and cannot load, after which the import fails
+    with "operator torchvision::nms does not exist". Classification models never call those ops,
+    so defining the two schemas first is enough.
+    """
+    global _TV_LIB
+    torch = pytest.importorskip("torch")
+    if "torchvision" not in sys.modules:
+        try:
+            _TV_LIB = torch.library.Library("torchvision", "DEF")
+            _TV_LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            _TV_LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        except RuntimeError:
+            pass  # already defined (a real CPU build of torchvision, or a second session)
+    return pytest.importorskip("torchvision")
