@@ -12,6 +12,7 @@ main network and each aux head. Conventions (also printed by the report):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -111,8 +112,10 @@ def analyse(g: nx.DiGraph) -> Analysis:
             continue
         data["shape"] = shape
         first = ins[0] if ins else None
-        data["params"] = op.params(first, data["attrs"]) if first is not None else 0
-        data["buffers"] = op.buffers(first, data["attrs"]) if first is not None else 0
+        tensors = op.tensors(first, data["attrs"]) if first is not None else ()
+        data["tensors"] = tensors
+        data["params"] = sum(math.prod(t[1]) for t in tensors if not t[2])
+        data["buffers"] = sum(math.prod(t[1]) for t in tensors if t[2])
         data["macs"] = op.macs(first, shape, data["attrs"]) if first is not None else 0
         if data["op"] == "input":
             data["rf"] = (1, 1, 1, 1)
@@ -174,4 +177,19 @@ def _modules(g: nx.DiGraph) -> dict:
                 m["params"] += d["params"]
                 m["buffers"] += d["buffers"]
                 m["macs"] += d["macs"]
+    return out
+
+
+def state_dict_shapes(g: nx.DiGraph, aux: bool = True) -> list:
+    """The (key, shape) pairs the generated module's state_dict will hold, in order.
+
+    Module ops are visited in registration order (the order of ``graph.graph["modules"]``), which is
+    the order PyTorch's ``state_dict`` uses.
+    """
+    out = []
+    for path, entry in g.graph["modules"].items():
+        if entry["kind"] != "op" or (not aux and entry["part"] != "main"):
+            continue
+        for name, shape, _ in g.nodes[path].get("tensors", ()):
+            out.append((f"{path}.{name}", tuple(shape)))
     return out

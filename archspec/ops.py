@@ -34,8 +34,7 @@ class Op:
     name: str
     attrs: tuple
     shape: Callable  # (inputs: list[tuple], attrs) -> tuple
-    params: Callable = lambda s, a: 0  # (input shape, attrs) -> learnable elements
-    buffers: Callable = lambda s, a: 0
+    tensors: Callable = lambda s, a: ()  # (input shape, attrs) -> ((name, shape, is_buffer), ...) in state_dict order
     macs: Callable = lambda i, o, a: 0  # (input shape, output shape, attrs)
     counted: bool = False  # True when MACs are part of the conv+linear convention
     weight_layer: bool = False  # counts towards the paper's depth
@@ -46,6 +45,12 @@ class Op:
     inferred: str | None = None  # constructor argument inferred from the input (in_channels ...)
     merge: bool = False
     doc: str = ""
+
+    def params(self, in_shape, attrs) -> int:
+        return sum(math.prod(shape) for _, shape, buf in self.tensors(in_shape, attrs) if not buf)
+
+    def buffers(self, in_shape, attrs) -> int:
+        return sum(math.prod(shape) for _, shape, buf in self.tensors(in_shape, attrs) if buf)
 
     def attr(self, name: str) -> Attr:
         for a in self.attrs:
@@ -189,9 +194,12 @@ def _add_shape(ins, a):
 
 # --- parameter and MAC rules ------------------------------------------------------------------
 
-def _conv_params(s, a):
+def _conv_tensors(s, a):
     k = pair(a["kernel_size"])
-    return a["out_channels"] * (s[0] // a["groups"]) * k[0] * k[1] + (a["out_channels"] if a["bias"] else 0)
+    out = [("weight", (a["out_channels"], s[0] // a["groups"], k[0], k[1]), False)]
+    if a["bias"]:
+        out.append(("bias", (a["out_channels"],), False))
+    return out
 
 
 def _conv_macs(i, o, a):
@@ -199,16 +207,19 @@ def _conv_macs(i, o, a):
     return o[0] * o[1] * o[2] * (i[0] // a["groups"]) * k[0] * k[1]
 
 
-def _bn_params(s, a):
-    return 2 * s[0] if a["affine"] else 0
+def _bn_tensors(s, a):
+    c = (s[0],)
+    out = [("weight", c, False), ("bias", c, False)] if a["affine"] else []
+    if a["track_running_stats"]:
+        out += [("running_mean", c, True), ("running_var", c, True), ("num_batches_tracked", (), True)]
+    return out
 
 
-def _bn_buffers(s, a):
-    return 2 * s[0] + 1 if a["track_running_stats"] else 0
-
-
-def _linear_params(s, a):
-    return s[0] * a["out_features"] + (a["out_features"] if a["bias"] else 0)
+def _linear_tensors(s, a):
+    out = [("weight", (a["out_features"], s[0]), False)]
+    if a["bias"]:
+        out.append(("bias", (a["out_features"],), False))
+    return out
 
 
 def _linear_macs(i, o, a):
@@ -265,14 +276,14 @@ _register(Op(
     "conv2d",
     (Attr("out_channels", "int"), Attr("kernel_size", "size"), Attr("stride", "size", 1), Attr("padding", "size", 0),
      Attr("dilation", "size", 1), Attr("groups", "int", 1), Attr("bias", "bool", True)),
-    _conv_shape, _conv_params, macs=_conv_macs, counted=True, weight_layer=True, stateful=True,
+    _conv_shape, _conv_tensors, macs=_conv_macs, counted=True, weight_layer=True, stateful=True,
     spatial=_spatial_attrs, module=_mod("Conv2d", positional=("out_channels",)), inferred="in_channels",
     doc="2-D convolution; in_channels comes from the input"))
 _register(Op(
     "batchnorm2d",
     (Attr("eps", "float", 1e-5), Attr("momentum", "float", 0.1), Attr("affine", "bool", True),
      Attr("track_running_stats", "bool", True)),
-    _bn_shape, _bn_params, _bn_buffers, stateful=True, module=_mod("BatchNorm2d"), inferred="num_features",
+    _bn_shape, _bn_tensors, stateful=True, module=_mod("BatchNorm2d"), inferred="num_features",
     doc="batch normalisation over channels; num_features comes from the input"))
 _register(Op("relu", (), _same, module=lambda i, e, op: "nn.ReLU(inplace=True)",
              function=lambda x, e, op: f"F.relu({x}, inplace=True)", doc="rectified linear unit (in place)"))
@@ -295,7 +306,7 @@ _register(Op(
     module=_mod("AdaptiveMaxPool2d", positional=("output_size",), inferred=False),
     function=_fn("F.adaptive_max_pool2d", positional=("output_size",)), doc="adaptive max pooling"))
 _register(Op(
-    "linear", (Attr("out_features", "int"), Attr("bias", "bool", True)), _linear_shape, _linear_params,
+    "linear", (Attr("out_features", "int"), Attr("bias", "bool", True)), _linear_shape, _linear_tensors,
     macs=_linear_macs, counted=True, weight_layer=True, stateful=True,
     module=_mod("Linear", positional=("out_features",)), inferred="in_features",
     doc="fully connected layer; in_features comes from the input"))

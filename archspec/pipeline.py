@@ -41,8 +41,8 @@ def compile_spec(file: str, input_shape=None, num_classes: int | None = None, ch
     from .transforms import apply_transforms
 
     resolved = validate(load(file, root), file)
+    resolved, rewrites = apply_transforms(resolved)
     expanded = expand(resolved, input_shape, num_classes)
-    expanded, rewrites = apply_transforms(expanded)
     graph = lint(lower(expanded))
     analysis = analyse(graph)
     compiled = Compiled(file, resolved, expanded, graph, analysis, rewrites)
