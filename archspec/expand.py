@@ -182,9 +182,10 @@ class _Expander:
         if isinstance(item, NamedItem):
             self._check_unique(owner, item.name, item.loc)
             if item.cond is not None:
-                cond = exprs.evaluate(item.cond, env, item.loc, " in if:")
+                at = item.cond_loc or item.loc
+                cond = exprs.evaluate(item.cond, env, at, " in if:")
                 if not isinstance(cond, bool):
-                    raise ExpandError(f"if: of '{item.name}' must be a boolean, got {exprs.describe(cond)}", item.loc)
+                    raise ExpandError(f"if: of '{item.name}' must be a boolean, got {exprs.describe(cond)}", at)
                 if not cond:
                     return Absent(item.name, item)
             child = self.named(item, env, owner, part)
@@ -304,9 +305,9 @@ def expand(resolved: Resolved, input_shape=None, num_classes: int | None = None)
     for aux in resolved.aux:
         try:
             if aux.source not in paths or not aux.source:
-                raise ExpandError(f"aux head '{aux.name}' reads from '{aux.source}', which is not a module of the network", aux.loc)
+                raise ExpandError(f"aux head '{aux.name}' reads from '{aux.source}', which is not a module of the network", aux.source_loc or aux.loc)
             if aux.after not in top:
-                raise ExpandError(f"aux head '{aux.name}' is registered after '{aux.after}', which is not a top-level layer", aux.loc)
+                raise ExpandError(f"aux head '{aux.name}' is registered after '{aux.after}', which is not a top-level layer", aux.after_loc or aux.loc)
             if aux.name in top:
                 raise ExpandError(f"aux head '{aux.name}' has the name of a top-level layer", aux.loc)
             head = ex.named(aux.module, env, model, aux.name)

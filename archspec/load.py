@@ -153,6 +153,10 @@ def parse_yaml(text: str, file: str):
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        ctx = exc.context_mark
+        if exc.problem and exc.context and ctx is not None and ctx is not mark:
+            # "while parsing a flow sequence" alone does not say which one: give where it started
+            problem += f" ({exc.context} that starts at line {ctx.line + 1}, column {ctx.column + 1})"
         loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file)
         raise LoadError(f"invalid YAML: {problem}", loc) from None
     except yaml.YAMLError as exc:

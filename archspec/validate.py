@@ -123,6 +123,7 @@ class NamedItem:
     call: exprs.Call | None = None
     seq: list | None = None
     cond: ast.expr | None = None
+    cond_loc: Loc | None = None  # where the if: value is
 
 
 @dataclass
@@ -176,6 +177,8 @@ class Aux:
     loss_weight: float
     module: Any  # NamedItem whose name is the aux head's
     loc: Loc
+    source_loc: Loc | None = None  # where the from: value is
+    after_loc: Loc | None = None  # where the after: value is (or from:, when after is not given)
 
 
 @dataclass
@@ -258,11 +261,17 @@ class _Items:
                 return MergeItem(kind, branches, loc)
         cond = None
         names = [k for k in keys if k != "if"]
-        if "if" in raw:
-            cond = self.expr(raw["if"], loc_of(raw, "if"))
+        cond_loc = loc_of(raw, "if") if "if" in raw else None
+        if cond_loc is not None:
+            cond = self.expr(raw["if"], cond_loc)
         if len(names) != 1:
             if not names:
                 raise SpecError("a layer mapping needs a name: {name: call}", loc)
+            for k in names:  # {conv: conv2d(8, 3)} in flow style: the commas split the call into keys
+                v = raw[k]
+                if isinstance(v, str) and v.count("(") > v.count(")"):
+                    raise SpecError(f"the call '{v}' is cut at a comma: inside YAML braces {{a: b}} commas separate entries; "
+                                    f"write '- {k}: ...' in block style or quote the call", loc_of(raw, k) or loc)
             raise SpecError(f"one layer per list item: found {', '.join(names)} (write each as its own '- name: ...')", _key_loc(raw, names[1]))
         name = names[0]
         name_loc = _key_loc(raw, name)
@@ -272,9 +281,9 @@ class _Items:
         value = raw[name]
         vloc = loc_of(raw, name) or loc
         if isinstance(value, str):
-            return NamedItem(name, name_loc, call=exprs.parse_call(value, vloc), cond=cond)
+            return NamedItem(name, name_loc, call=exprs.parse_call(value, vloc), cond=cond, cond_loc=cond_loc)
         if isinstance(value, list):
-            return NamedItem(name, name_loc, seq=self.seq(value, vloc, True), cond=cond)
+            return NamedItem(name, name_loc, seq=self.seq(value, vloc, True), cond=cond, cond_loc=cond_loc)
         raise SpecError(f"'{name}' must be a call or a list of layers, got {exprs.describe(value)}", vloc)
 
     def check_name(self, name, loc: Loc) -> None:
@@ -385,6 +394,8 @@ def _message(err: dict, path: str) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     given = err.get("input")
+    if msg.startswith("Input should be "):  # pydantic's "Input" is the value, which reads oddly for the input field
+        msg = "should be " + msg[len("Input should be "):]
     if kind in ("int_type", "int_parsing", "float_type", "float_parsing", "string_type", "bool_type", "list_type",
                 "dict_type", "model_type", "int_from_float", "bool_parsing"):
         return f"'{field_}': {msg.lower()}, got {exprs.describe(given) if not isinstance(given, (dict, list)) else exprs._show(given)}"
@@ -448,7 +459,7 @@ def validate(data, file: str) -> Resolved:
                 weight = body.get("loss_weight", 0.0)
                 aux.append(Aux(name, source, after if isinstance(after, str) else source,
                                float(weight) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else 0.0,
-                               module, at))
+                               module, at, loc_of(body, "from"), loc_of(body, "after" if "after" in body else "from")))
             except ArchspecError as exc:
                 errors.append(exc)
     raise_all(errors)
