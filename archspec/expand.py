@@ -304,8 +304,9 @@ def expand(resolved: Resolved, input_shape=None, num_classes: int | None = None)
     paths = {m.path for m in model.walk()}
     for aux in resolved.aux:
         try:
-            if aux.source not in paths or not aux.source:
-                raise ExpandError(f"aux head '{aux.name}' reads from '{aux.source}', which is not a module of the network", aux.source_loc or aux.loc)
+            if aux.source not in top:
+                hint = " (aux heads read the output of a top-level layer)" if aux.source in paths else ""
+                raise ExpandError(f"aux head '{aux.name}' reads from '{aux.source}', which is not a top-level layer{hint}", aux.source_loc or aux.loc)
             if aux.after not in top:
                 raise ExpandError(f"aux head '{aux.name}' is registered after '{aux.after}', which is not a top-level layer", aux.after_loc or aux.loc)
             if aux.name in top:

@@ -52,11 +52,13 @@ class _Lowerer:
             return self.module(step.module, x)
         if isinstance(step, Func):
             node = self.fresh(owner.path, step.op)
+            self.g.graph["step_nodes"][id(step)] = node
             return self.add(node, [x], op=step.op, attrs=step.attrs, path=owner.path, module=False,
                             part=owner.part, loc=step.loc)
         if isinstance(step, Merge):
             outs = [self.steps(branch, x, owner) for branch in step.branches]
             node = self.fresh(owner.path, step.kind)
+            self.g.graph["step_nodes"][id(step)] = node
             return self.add(node, outs, op=step.kind, attrs={}, path=owner.path, module=False,
                             part=owner.part, loc=step.loc, labels=step.labels, owner_type=owner.type)
         if isinstance(step, Absent):
@@ -66,7 +68,7 @@ class _Lowerer:
 
 def lower(ex: Expanded) -> nx.DiGraph:
     """Build the dataflow graph of the main network and its aux heads."""
-    g = nx.DiGraph(name=ex.name, input=ex.input, modules={}, aux={}, loss_weights={})
+    g = nx.DiGraph(name=ex.name, input=ex.input, modules={}, aux={}, loss_weights={}, step_nodes={})
     lw = _Lowerer(g)
     lw.add("input", [], op="input", attrs={"shape": ex.input}, path="", module=False, part="main",
            loc=ex.model.loc)

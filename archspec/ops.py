@@ -237,7 +237,7 @@ def _spatial_attrs(a):
 
 def _kw(op: Op, exprs: dict, skip=(), positional=()) -> list[str]:
     """Arguments for the PyTorch call: positional ones first, then keywords that differ from defaults."""
-    out = [exprs[name] for name in positional]
+    out = [exprs[name] for name in positional if name in exprs]
     for attr in op.attrs:
         if attr.name in skip or attr.name in positional or attr.name not in exprs:
             continue

@@ -78,7 +78,8 @@ class Spec(_Model):
     """One network."""
 
     archspec: Literal[1] = Field(description="spec language version")
-    name: str
+    name: str = Field(description="network name; also the generated file's name (a Python identifier)")
+    class_name: str | None = Field(None, description="class of the generated model (default: from name)")
     description: str | None = None
     input: list[int] = Field(description="input shape C x H x W")
     num_classes: int = 1000
@@ -88,6 +89,13 @@ class Spec(_Model):
     aux: dict[str, AuxDef] = Field(default_factory=dict)
     transforms: list[dict[str, Any]] = Field(default_factory=list)
     expect: Expect | None = None
+
+    @field_validator("name", "class_name")
+    @classmethod
+    def _ident(cls, v):
+        if v is not None and (not exprs.is_identifier(v) or v.startswith("_")):
+            raise ValueError(f"'{v}' must be a Python identifier (letters, digits, _; not a keyword; not starting with _ or a digit)")
+        return v
 
     @field_validator("input")
     @classmethod

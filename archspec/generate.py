@@ -1,0 +1,692 @@
+"""Stage 8, generate: a compiled spec -> the source of a standalone PyTorch module (text only).
+
+One ``nn.Module`` class per block definition, constructed with the block's arguments (input
+channels passed explicitly), plus the model class, an outputs namedtuple when the spec has aux
+heads, and ``loss(outputs, target)``. Expressions from the spec are written back over the
+generated class's own arguments; input channels are tracked symbolically (``in_channels`` ->
+``out`` -> ``64 + 64 + 96 + pool_features``) and checked against the analysed value of every
+instance. Decisions are made here; ``templates/module.py.j2`` only lays the text out.
+
+Spec strings reach the output only as validated identifiers (checked again here against the
+names the generated module uses) or as ``repr()`` literals.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import keyword
+import os
+from dataclasses import dataclass, field
+
+from . import __version__
+from .errors import GenerateError
+from .exprs import evaluate, is_identifier
+from .expand import Absent, Apply, Func, Merge
+from .ops import OPS
+from .validate import CallItem, MergeItem, NamedItem, RepeatItem
+
+HEADER_MARK = "# archspec-sha256: "
+# Names the generated module itself uses at top level or inside methods.
+MODULE_NAMES = {"torch", "nn", "F", "namedtuple", "Optional", "Tuple", "Union", "Tensor", "loss", "annotations",
+                "x", "self", "in_channels", "outputs", "target", "super", "int", "float", "bool", "tuple", "range",
+                "isinstance", "list", "dict", "print", "object", "type", "str", "len", "aux_logits", "training"}
+_TYPES = {"int": "int", "float": "float", "bool": "bool", "size": "int | tuple[int, int]", "number": "float"}
+
+
+def class_name_of(spec) -> str:
+    if spec.class_name:
+        return spec.class_name
+    return "".join(part[:1].upper() + part[1:] for part in spec.name.split("_") if part) or "Model"
+
+
+# --- small expression helpers ----------------------------------------------------------------
+
+def _fold(node: ast.expr) -> ast.expr:
+    """Constant-fold arithmetic so that channel sums read as numbers where they are numbers."""
+    if isinstance(node, ast.BinOp):
+        left, right = _fold(node.left), _fold(node.right)
+        if isinstance(left, ast.Constant) and isinstance(right, ast.Constant):
+            try:
+                value = evaluate(ast.BinOp(left, node.op, right), {}, None)
+            except Exception:  # division by zero etc.: keep the expression, analysis reports it
+                value = None
+            if value is not None:
+                return ast.Constant(value)
+        if isinstance(node.op, ast.Add):
+            if isinstance(right, ast.Constant) and right.value == 0:
+                return left
+            if isinstance(left, ast.Constant) and left.value == 0:
+                return right
+        return ast.BinOp(left, node.op, right)
+    if isinstance(node, ast.UnaryOp):
+        operand = _fold(node.operand)
+        if isinstance(operand, ast.Constant) and isinstance(operand.value, (int, float)):
+            return ast.Constant(-operand.value if isinstance(node.op, ast.USub) else operand.value)
+        return ast.UnaryOp(node.op, operand)
+    if isinstance(node, ast.Tuple):
+        return ast.Tuple([_fold(e) for e in node.elts], ast.Load())
+    return node
+
+
+def _src(node: ast.expr) -> str:
+    return ast.unparse(_fold(node))
+
+
+def _subst(node: ast.expr, mapping: dict) -> ast.expr:
+    class _T(ast.NodeTransformer):
+        def visit_Name(self, n):
+            return mapping.get(n.id, n)
+
+    return _T().visit(_copy(node))
+
+
+def _copy(node):
+    return ast.parse(ast.unparse(node), mode="eval").body if not isinstance(node, ast.Constant) else ast.Constant(node.value)
+
+
+def _const(value) -> ast.expr:
+    if isinstance(value, tuple):
+        return ast.Tuple([ast.Constant(v) for v in value], ast.Load())
+    return ast.Constant(value)
+
+
+def _names(node: ast.expr) -> set:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _sum(nodes: list):
+    if any(n is None for n in nodes):
+        return None
+    out = nodes[0]
+    for n in nodes[1:]:
+        out = ast.BinOp(out, ast.Add(), n)
+    return _fold(out)
+
+
+def _shape_comment(shape) -> str:
+    if shape is None:
+        return ""
+    return "N x " + " x ".join(str(d) for d in shape)
+
+
+# --- classes -----------------------------------------------------------------------------------
+
+@dataclass
+class ClassCode:
+    name: str
+    doc: list
+    params: list  # "name: type = default" strings, self first
+    init: list
+    forward: list
+    forward_signature: str = "self, x: Tensor) -> Tensor"
+
+    @property
+    def signature(self) -> str:
+        """One line if it fits, else one parameter a line (as black would)."""
+        flat = ", ".join(self.params)
+        if len(flat) <= 80:
+            return flat
+        return "\n" + "".join(f"        {p},\n" for p in self.params) + "    "
+
+
+@dataclass
+class _Scope:
+    """Emission state for one class: its instances (for shapes and checks) and its local names."""
+
+    owner: str  # block name, or the model class
+    instances: list  # expanded Modules of this block
+    arg_names: set
+    module_names: set = field(default_factory=set)
+    stored_args: list = field(default_factory=list)  # block args that forward needs (self.<name>)
+    locals_used: set = field(default_factory=set)
+    init: list = field(default_factory=list)
+    forward: list = field(default_factory=list)
+
+    def local(self, want: str) -> str:
+        base = want if is_identifier(want) and want not in MODULE_NAMES else f"{want}_"
+        if not is_identifier(base):
+            base = "t"
+        name, i = base, 1
+        while name in self.locals_used or name in MODULE_NAMES or name in self.arg_names:
+            i += 1
+            name = f"{base}_{i}"
+        self.locals_used.add(name)
+        return name
+
+
+class _Generator:
+    def __init__(self, compiled):
+        self.c = compiled
+        self.g = compiled.graph
+        self.modules = self.g.graph["modules"]
+        self.step_nodes = self.g.graph["step_nodes"]
+        self.blocks = compiled.resolved.blocks
+        self.instances: dict = {}
+        for m in compiled.expanded.model.walk():
+            if m.kind == "block":
+                self.instances.setdefault(m.type, []).append(m)
+        self.classes: dict = {}  # block name -> ClassCode (insertion = emission order)
+        self.out_channels: dict = {}  # block name -> ast expr over its args (None: not symbolic)
+        self.model_class = class_name_of(compiled.resolved.spec)
+        self.reserved = MODULE_NAMES | {self.model_class, self.model_class + "Outputs"}
+        for name in self.blocks:
+            if name in self.reserved or keyword.iskeyword(name):
+                raise GenerateError(f"block name '{name}' clashes with a name the generated module uses", self.blocks[name].loc)
+
+    # -- shapes and numbers of the analysed instances --
+    def shape_of_path(self, path: str):
+        entry = self.modules.get(path)
+        return self.g.nodes[entry["output"]].get("shape") if entry else None
+
+    def input_dim(self, scope: _Scope, rel: str):
+        """The analysed input size (channels or features) of module ``rel`` in every instance."""
+        values = []
+        for inst in scope.instances:
+            path = f"{inst.path}.{rel}" if inst.path else rel
+            entry = self.modules.get(path)
+            if entry is None:
+                continue  # absent in this instance (if: false)
+            values.append(self.g.nodes[entry["input"]]["shape"][0])
+        return values
+
+    def check_symbolic(self, scope: _Scope, rel: str, expr, loc):
+        """Return source for the inferred input size: symbolic if it agrees everywhere, else a literal."""
+        values = self.input_dim(scope, rel)
+        if expr is not None and values:
+            ok = True
+            for inst in scope.instances:
+                path = f"{inst.path}.{rel}" if inst.path else rel
+                entry = self.modules.get(path)
+                if entry is None:
+                    continue
+                env = dict(inst.args) if inst.kind != "model" else dict(self.c.expanded.model_args)
+                env["in_channels"] = self.g.nodes[self.modules[inst.path]["input"]]["shape"][0]
+                try:
+                    value = evaluate(expr, env, loc)
+                except Exception:
+                    ok = False
+                    break
+                if value != self.g.nodes[entry["input"]]["shape"][0]:
+                    ok = False
+                    break
+            if ok:
+                return expr
+        if values and len(set(values)) == 1:
+            return ast.Constant(values[0])
+        raise GenerateError(
+            f"cannot write the input size of '{rel}' in {scope.owner}: it differs between instances "
+            f"({', '.join(map(str, sorted(set(values))))}) and does not follow from the block's arguments", loc)
+
+    # -- rendering of calls --
+    def attr_exprs(self, op_name: str, call, scope: _Scope, in_forward: bool) -> dict:
+        op = OPS[op_name]
+        out = {}
+        for attr, expr in zip(op.attrs, call.args):
+            out[attr.name] = expr
+        for k, expr in call.kwargs:
+            out[k] = expr
+        rendered = {}
+        for name, expr in out.items():
+            if in_forward:
+                expr = self.forward_expr(expr, scope)
+            rendered[name] = _src(expr)
+        return rendered
+
+    def forward_expr(self, expr, scope: _Scope):
+        """Block arguments used in forward are read from attributes stored in __init__."""
+        used = _names(expr) & scope.arg_names
+        for n in sorted(used):
+            if n not in scope.stored_args:
+                if n in scope.module_names:
+                    raise GenerateError(f"argument '{n}' of {scope.owner} is needed in forward but a module has the same name", None)
+                scope.stored_args.append(n)
+        return _subst(expr, {n: ast.Attribute(ast.Name("self", ast.Load()), n, ast.Load()) for n in used})
+
+    def block_call(self, call, in_expr, scope: _Scope, rel: str, loc) -> tuple:
+        """Source of a block constructor call and the block's output channel expression."""
+        block = self.blocks[call.name]
+        self.ensure_class(call.name)
+        in_src = self.check_symbolic(scope, rel, in_expr, loc)
+        args = [_src(in_src)] + [_src(a) for a in call.args] + [f"{k}={_src(v)}" for k, v in call.kwargs]
+        out = self.out_channels.get(call.name)
+        if out is not None:
+            mapping = {"in_channels": in_src}
+            given = {}
+            for a, expr in zip(block.args, call.args):
+                given[a.name] = expr
+            given.update(dict(call.kwargs))
+            for a in block.args:
+                mapping[a.name] = given.get(a.name, _const(a.default) if not a.required else ast.Name(a.name, ast.Load()))
+            out = _fold(_subst(out, mapping))
+        return f"{call.name}({', '.join(args)})", out
+
+    def module_ctor(self, call, in_expr, scope: _Scope, rel: str, loc) -> tuple:
+        """(constructor source, output channel expr) for an op or block call registered as a module."""
+        if call.name in self.blocks:
+            return self.block_call(call, in_expr, scope, rel, loc)
+        op = OPS[call.name]
+        exprs_ = self.attr_exprs(call.name, call, scope, in_forward=False)
+        in_src = ""
+        if op.inferred:
+            in_src = _src(self.check_symbolic(scope, rel, in_expr, loc))
+        ctor = op.module(in_src, exprs_, op)
+        return ctor, self.channels_after(call, in_expr)
+
+    def channels_after(self, call, in_expr):
+        name = call.name
+        if name == "conv2d":
+            return _arg(call, OPS[name], "out_channels")
+        if name == "linear":
+            return _arg(call, OPS[name], "out_features")
+        if name == "flatten":
+            return None
+        return in_expr
+
+    # -- classes --
+    def ensure_class(self, name: str) -> None:
+        if name in self.classes:
+            return
+        self.classes[name] = None  # placeholder keeps first-use order
+        block = self.blocks[name]
+        scope = _Scope(name, self.instances.get(name, []), {a.name for a in block.args})
+        for a in block.args:
+            if a.name in self.reserved or a.name in self.blocks:
+                raise GenerateError(f"argument '{a.name}' of block {name} clashes with a name the generated module uses", a.loc)
+        out = self.body(block.layers, self.first_steps(scope), "x", ast.Name("in_channels", ast.Load()), scope, "", fresh=False)
+        self.out_channels[name] = out
+        params = ["self", "in_channels: int"]
+        for a in block.args:
+            ann = _TYPES[a.type]
+            params.append(f"{a.name}: {ann}" if a.required else f"{a.name}: {ann} = {a.default!r}")
+        init = list(scope.init)
+        for n in scope.stored_args:
+            init.append(f"self.{n} = {n}")
+        doc = _doc_lines(block.doc or f"Block {name} from the spec.")
+        insts = scope.instances
+        if insts:
+            where = insts[0].path or self.model_class
+            doc += ["", f"Shapes in forward are those of {where}" + (f" (one of {len(insts)} instances)." if len(insts) > 1 else ".")]
+        self.classes[name] = ClassCode(name, doc, params, init or ["pass"], scope.forward + ["return x"])
+
+    def first_steps(self, scope: _Scope):
+        return scope.instances[0].body if scope.instances else None
+
+    def body(self, items: list, steps, var: str, ch, scope: _Scope, rel_prefix: str, fresh: bool):
+        """Emit ``items`` of a block or model body; returns the output channel expression."""
+        for i, item in enumerate(items):
+            step = steps[i] if steps is not None and i < len(steps) else None
+            ch, fresh = self.item(item, step, var, ch, scope, rel_prefix, fresh)
+        return ch
+
+    def item(self, item, step, var: str, ch, scope: _Scope, rel_prefix: str, fresh: bool):
+        if isinstance(item, CallItem):
+            op = OPS[item.call.name]
+            exprs_ = self.attr_exprs(item.call.name, item.call, scope, in_forward=True)
+            if item.call.name == "relu" and not fresh:
+                text = f"F.relu({var})"
+            else:
+                text = op.function(var, exprs_, op)
+            shape = self.node_shape(step)
+            scope.forward.append(_stmt(f"{var} = {text}", shape))
+            return self.channels_after(item.call, ch), fresh if item.call.name == "identity" else True
+        if isinstance(item, NamedItem):
+            rel = f"{rel_prefix}{item.name}"
+            scope.module_names.add(item.name)
+            if item.seq is not None:
+                ctor, out = self.sequential(item.seq, ch, scope, rel, item.loc)
+            else:
+                ctor, out = self.module_ctor(item.call, ch, scope, rel, item.loc)
+            shape = self.shape_of_first(scope, rel)
+            lines = f"self.{item.name} = {ctor}".split("\n")
+            if item.cond is not None:
+                scope.init += [f"if {_src(item.cond)}:", *_indent(lines), "else:", f"    self.{item.name} = None"]
+                scope.forward.append(_stmt(f"{var} = self.{item.name}({var}) if self.{item.name} is not None else {var}", shape))
+                same = out is not None and ch is not None and _src(out) == _src(ch)
+                return (out if same else None), fresh  # may be the input itself: not fresh
+            lines = f"self.{item.name} = {ctor}".split("\n")
+            scope.init += lines
+            scope.forward.append(_stmt(f"{var} = self.{item.name}({var})", shape))
+            return out, True
+        if isinstance(item, MergeItem):
+            return self.merge(item, step, var, ch, scope, rel_prefix), True
+        raise GenerateError("repeat: outside an nn.Sequential", item.loc)
+
+    def merge(self, item: MergeItem, step, var: str, ch, scope: _Scope, rel_prefix: str):
+        outs, chans = [], []
+        for j, branch in enumerate(item.branches):
+            sub_steps = step.branches[j] if isinstance(step, Merge) else None
+            if not branch:
+                outs.append(var)
+                chans.append(ch)
+                continue
+            label = step.labels[j] if isinstance(step, Merge) else f"branch{j + 1}"
+            local = scope.local(_var_name(label, j))
+            first = branch[0]
+            # A branch reads the shared input; its first step writes its own variable.
+            out_ch = self.branch(branch, sub_steps, var, local, ch, scope, rel_prefix)
+            outs.append(local)
+            chans.append(out_ch)
+        shape = self.node_shape(step)
+        if item.kind == "concat":
+            scope.forward.append(_stmt(f"{var} = torch.cat([{', '.join(outs)}], 1)", shape))
+            return _sum(chans)
+        scope.forward.append(_stmt(f"{var} = {' + '.join(outs)}", shape))
+        return chans[0]
+
+    def branch(self, items, steps, src: str, local: str, ch, scope: _Scope, rel_prefix: str):
+        """Emit a branch into variable ``local``; the first statement reads ``src``."""
+        start = len(scope.forward)
+        scope.forward.append(f"{local} = {src}")
+        ch = self.body(items, steps, local, ch, scope, rel_prefix, fresh=False)
+        # Fold the copy into the first statement: `b = x; b = self.m(b)` -> `b = self.m(x)`.
+        if len(scope.forward) > start + 1:
+            first = scope.forward[start + 1]
+            code, sep, comment = first.partition("  # ")
+            lhs, _, rhs = code.partition(" = ")
+            if lhs == local:
+                rhs = _replace_var(rhs, local, src)
+                scope.forward[start + 1] = f"{lhs} = {rhs}" + (sep + comment if sep else "")
+                del scope.forward[start]
+        return ch
+
+    def sequential(self, items: list, ch, scope: _Scope, rel: str, loc) -> tuple:
+        entries: list = []
+        ch = self.seq_entries(items, ch, scope, rel, entries, [0], first=True)
+        if not entries:
+            return "nn.Sequential()", ch
+        inner = []
+        for e in entries:
+            inner.extend(("    " + line) for line in e.split("\n"))
+            inner[-1] += ","
+        return "nn.Sequential(\n" + "\n".join(inner) + "\n)", ch
+
+    def seq_entries(self, items, ch, scope, rel, entries, counter, first):
+        for item in items:
+            if isinstance(item, RepeatItem):
+                ch = self.repeat(item, ch, scope, rel, entries, counter)
+                first = False
+                continue
+            index = counter[0]
+            sub_rel = f"{rel}.{index}"
+            if isinstance(item, NamedItem):  # nested Sequential
+                ctor, ch = self.sequential(item.seq, ch, scope, sub_rel, item.loc)
+            elif item.call.name == "relu":
+                ctor, ch = ("nn.ReLU()" if first else "nn.ReLU(inplace=True)"), ch
+            else:
+                ctor, ch = self.module_ctor(item.call, ch, scope, sub_rel, item.loc)
+            entries.append(ctor)
+            counter[0] += 1
+            first = False
+        return ch
+
+    def repeat(self, item: RepeatItem, ch, scope, rel, entries, counter):
+        count_src = _src(item.count)
+        start = counter[0]
+        trial: list = []
+        before = ch
+        ch_after = self.seq_entries(item.body, ch, scope, rel, trial, [start], first=False)
+        count = self.repeat_count(scope, item)
+        steady = before is not None and ch_after is not None and _src(before) == _src(ch_after)
+        if steady and count is not None and count > 1 and len(item.body) >= 1:
+            body = ", ".join(trial) if len(trial) > 1 else trial[0]
+            if "\n" not in body and len(trial) == 1:
+                entries.append(f"*({body} for _ in range({count_src}))")
+                counter[0] += count * len(item.body)
+                return ch_after
+        # Channels change from one repetition to the next: write each one out.
+        for _ in range(count or 0):
+            ch = self.seq_entries(item.body, ch, scope, rel, entries, counter, first=False)
+        return ch
+
+    def repeat_count(self, scope, item):
+        values = set()
+        for inst in scope.instances or [None]:
+            env = dict(inst.args) if inst is not None and inst.kind == "block" else dict(self.c.expanded.model_args)
+            values.add(evaluate(item.count, env, item.loc))
+        return values.pop() if len(values) == 1 else None
+
+    def node_shape(self, step):
+        if step is None:
+            return None
+        node = self.step_nodes.get(id(step))
+        return self.g.nodes[node].get("shape") if node is not None else None
+
+    def shape_of_first(self, scope, rel):
+        if not scope.instances:
+            return None
+        inst = scope.instances[0]
+        path = f"{inst.path}.{rel}" if inst.path else rel
+        return self.shape_of_path(path)
+
+    # -- the model --
+    def model(self) -> ClassCode:
+        c = self.c
+        ex = c.expanded
+        spec = c.resolved.spec
+        model_mod = ex.model
+        scope = _Scope(self.model_class, [model_mod], {"num_classes", *(a.name for a in c.resolved.args)})
+        for a in c.resolved.args:
+            if a.name in self.reserved or a.name in self.blocks:
+                raise GenerateError(f"model argument '{a.name}' clashes with a name the generated module uses", a.loc)
+        channels = ast.Constant(ex.input[0])
+        scope.forward.append(f"# {_shape_comment(ex.input)}")
+        heads_after: dict = {}
+        for head in ex.aux:
+            heads_after.setdefault(head.after, []).append(head)
+        heads_from: dict = {}
+        for head in ex.aux:
+            heads_from.setdefault(head.source, []).append(head)
+        aux_items = {a.name: a for a in c.resolved.aux}
+        fresh = False
+        for i, item in enumerate(c.resolved.layers):
+            step = model_mod.body[i] if i < len(model_mod.body) else None
+            channels, fresh = self.item(item, step, "x", channels, scope, "", fresh)
+            name = item.name if isinstance(item, NamedItem) else None
+            for head in heads_after.get(name, []) if name else []:
+                self.aux_init(head, aux_items[head.name], scope)
+            for head in heads_from.get(name, []) if name else []:
+                fresh = False  # the aux head reads x: no in-place op may touch it afterwards
+                scope.forward += [f"{head.name}: Optional[Tensor] = None",
+                                  f"if self.{head.name} is not None and self.training:",
+                                  f"    {head.name} = self.{head.name}(x)  # N x " +
+                                  " x ".join(map(str, self.shape_of_path(head.name) or ()))]
+        self.group_aux_init(scope, [h.name for h in ex.aux])
+        params = ["self", f"num_classes: int = {spec.num_classes!r}"]
+        if ex.aux:
+            params.append("aux_logits: bool = True")
+        for a in c.resolved.args:
+            params.append(f"{a.name}: {_TYPES[a.type]} = {a.default!r}")
+        init = [f"self.aux_logits = aux_logits"] if ex.aux else []
+        init += scope.init
+        for n in scope.stored_args:
+            init.append(f"self.{n} = {n}")
+        forward = list(scope.forward)
+        if ex.aux:
+            fields = ", ".join(["x", *(h.name for h in ex.aux)])
+            forward += ["if self.training and self.aux_logits:",
+                        f"    return {self.model_class}Outputs({fields})", "return x"]
+            fsig = f"self, x: Tensor) -> Union[Tensor, {self.model_class}Outputs]"
+        else:
+            forward.append("return x")
+            fsig = "self, x: Tensor) -> Tensor"
+        t = c.analysis.totals
+        doc = _doc_lines(spec.description or f"The {spec.name} network.")
+        doc += ["", f"Generated from {spec_label(c.file)} by archspec. Input {_dims(ex.input)}, "
+                    f"{ex.num_classes} classes by default.",
+                f"Parameters: {t.params:,} in training (all parts), {t.params_eval:,} in eval (main network).",
+                f"MACs: {t.macs:,} (conv + linear multiply-adds, batch 1, eval; FLOPs = 2 x MACs)."]
+        if ex.aux:
+            heads = ", ".join(f"{h.name} (from {h.source}, loss weight {h.loss_weight:g})" for h in ex.aux)
+            doc += [f"Aux heads, run in training only: {heads}."]
+        doc = _wrap(doc)
+        return ClassCode(self.model_class, doc, params, init or ["pass"], forward, fsig)
+
+    def aux_init(self, head, aux_item, scope: _Scope) -> None:
+        """Register an aux head (inside `if aux_logits:`), reading its source's output channels."""
+        item = aux_item.module
+        source_shape = self.g.nodes[self.modules[head.source]["output"]]["shape"]
+        ch = ast.Constant(source_shape[0])
+        save = scope.init
+        scope.init = []
+        scope.module_names.add(head.name)
+        if item.seq is not None:
+            ctor, _ = self.sequential(item.seq, ch, scope, head.name, item.loc)
+        else:
+            ctor, _ = self.module_ctor(item.call, ch, scope, head.name, item.loc)
+        scope.init = save
+        scope.init.append(("aux", head.name, f"self.{head.name} = {ctor}"))
+
+    def group_aux_init(self, scope: _Scope, names: list) -> None:
+        out, group = [], []
+
+        def flush():
+            if group:
+                out.append("if aux_logits:")
+                for _, _, text in group:
+                    out.extend("    " + line for line in text.split("\n"))
+                out.append("else:")
+                out.extend(f"    self.{n} = None" for _, n, _ in group)
+                group.clear()
+
+        for line in scope.init:
+            if isinstance(line, tuple):
+                group.append(line)
+                continue
+            flush()
+            out.append(line)
+        flush()
+        scope.init = out
+
+
+def _arg(call, op, name):
+    for attr, expr in zip(op.attrs, call.args):
+        if attr.name == name:
+            return expr
+    for k, expr in call.kwargs:
+        if k == name:
+            return expr
+    return None
+
+
+def _var_name(label: str, j: int) -> str:
+    return label if is_identifier(label) else f"branch{j + 1}"
+
+
+def _replace_var(rhs: str, old: str, new: str) -> str:
+    tree = ast.parse(rhs, mode="eval")
+
+    class _T(ast.NodeTransformer):
+        def visit_Name(self, n):
+            return ast.Name(new, ast.Load()) if n.id == old else n
+
+    return ast.unparse(_T().visit(tree))
+
+
+def _stmt(code: str, shape) -> str:
+    comment = _shape_comment(shape)
+    return f"{code}  # {comment}" if comment else code
+
+
+def _indent(lines):
+    return ["    " + line for line in lines]
+
+
+def _dims(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _wrap(lines: list, width: int = 96) -> list:
+    import textwrap
+
+    out = []
+    for line in lines:
+        out.extend(textwrap.wrap(line, width) if line else [""])
+    return out
+
+
+def _doc_lines(text: str) -> list:
+    """Docstring lines from spec text: no quote, backslash or control character can end the string."""
+    out = []
+    for ch in text:
+        if ch == "\n" or (ch.isprintable() and ch not in "\"\\"):
+            out.append(ch)
+        else:
+            out.append("'" if ch == '"' else " ")
+    clean = "".join(out)
+    return [line.rstrip() for line in clean.strip().splitlines()] or [""]
+
+
+def spec_label(file: str) -> str:
+    """A stable, relative name for a spec file: from the last `specs/` directory, else the file name."""
+    parts = os.path.normpath(os.path.abspath(file)).split(os.sep)
+    if "specs" in parts:
+        i = len(parts) - 1 - parts[::-1].index("specs")
+        return "/".join(parts[i:])
+    return parts[-1]
+
+
+def generate(compiled) -> str:
+    """The generated module's full text, header included (deterministic bytes).
+
+    >>> from archspec.pipeline import compile_spec          # doctest: +SKIP
+    >>> text = generate(compile_spec("specs/googlenet.yaml"))  # doctest: +SKIP
+    >>> "class GoogLeNet(nn.Module):" in text                # doctest: +SKIP
+    True
+    """
+    gen = _Generator(compiled)
+    model = gen.model()
+    blocks = [code for code in gen.classes.values() if code is not None]
+    ex = compiled.expanded
+    body = _render(compiled, gen, model, blocks)
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    label = spec_label(compiled.file)
+    header = (f"# Generated by archspec {__version__} from {label}. Do not edit: run `archspec build {label}`.\n"
+              f"{HEADER_MARK}{digest}\n")
+    return header + body
+
+
+def template_dir() -> str:
+    """templates/ beside the package (source checkout) or inside it (installed wheel)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "templates"), os.path.join(os.path.dirname(here), "templates")):
+        if os.path.isfile(os.path.join(candidate, "module.py.j2")):
+            return candidate
+    raise GenerateError("cannot find archspec's templates (a broken installation?)")
+
+
+def render(template: str, context: dict) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir()), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    return env.get_template(template).render(**context)
+
+
+def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
+    ex = compiled.expanded
+    spec = compiled.resolved.spec
+    for h in ex.aux:
+        if h.name in ("logits", "count", "index") or h.name in gen.reserved:
+            raise GenerateError(f"aux head name '{h.name}' clashes with a name of the outputs namedtuple", h.loc)
+    heads = [{"name": h.name, "weight": repr(float(h.loss_weight))} for h in ex.aux]
+    return render("module.py.j2", {
+        "title": _doc_lines(f"{spec.name}: {spec.description}" if spec.description else spec.name),
+        "model": model,
+        "blocks": blocks,
+        "outputs": f"{model.name}Outputs" if ex.aux else None,
+        "heads": heads,
+        "exports": [model.name, *([f"{model.name}Outputs"] if ex.aux else []), "loss"],
+    })
+
+
+def split_header(text: str) -> tuple:
+    """(recorded digest or None, body) of a generated file."""
+    lines = text.split("\n", 2)
+    if len(lines) == 3 and lines[0].startswith("# Generated by archspec") and lines[1].startswith(HEADER_MARK):
+        return lines[1][len(HEADER_MARK):].strip(), lines[2]
+    return None, text
+
+
+def is_hand_edited(text: str) -> bool:
+    digest, body = split_header(text)
+    return digest is None or hashlib.sha256(body.encode("utf-8")).hexdigest() != digest
