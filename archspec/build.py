@@ -1,0 +1,152 @@
+"""``archspec build``: write generated modules, atomically, without losing anyone's work.
+
+Every spec is compiled and generated in memory first; if any fails, nothing is written. A file
+whose body no longer matches the hash in its header was edited by hand and is only replaced with
+``--force``. Each write goes to a temporary file in the same directory, is flushed to disk and then
+renamed over the target, so an interrupted build leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+from contextlib import contextmanager
+
+from .errors import ArchspecError, GenerateError, Loc, flatten
+
+EXIT_OK, EXIT_SPEC = 0, 1
+
+
+def output_name(compiled, deploy: bool = False) -> str:
+    return f"{compiled.name}_deploy.py" if deploy else f"{compiled.name}.py"
+
+
+@contextmanager
+def _signals_deferred():
+    """Hold SIGINT/SIGTERM during the rename so that a file is either old or new, never half."""
+    received = []
+    handlers = {}
+    if sys.platform != "win32":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[sig] = signal.signal(sig, lambda s, f: received.append(s))
+            except ValueError:  # not the main thread
+                pass
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if received:
+            raise KeyboardInterrupt
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".archspec-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with _signals_deferred():
+            os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def plan(files: list, input_shape=None, num_classes=None, deploy: bool = False) -> tuple:
+    """Compile and generate every spec in memory: ([(compiled, filename, text)], [errors])."""
+    from .generate import generate
+    from .pipeline import compile_spec
+
+    results, errors = [], []
+    for file in files:
+        try:
+            compiled = compile_spec(file, input_shape, num_classes)
+            if deploy:
+                from .deploy import generate_deploy
+
+                text = generate_deploy(compiled)
+            else:
+                text = generate(compiled)
+            results.append((compiled, output_name(compiled, deploy), text))
+        except ArchspecError as exc:
+            errors.append(exc)
+    return results, errors
+
+
+def status(path: str, text: str) -> str:
+    """'missing', 'current', 'stale' (generated from an older spec) or 'edited' (changed by hand)."""
+    from .generate import is_hand_edited
+
+    if not os.path.exists(path):
+        return "missing"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            existing = fh.read()
+    except (OSError, UnicodeDecodeError):
+        return "edited"
+    if existing == text:
+        return "current"
+    return "edited" if is_hand_edited(existing) else "stale"
+
+
+def run_build(args, files: list, report_error) -> int:
+    deploy = getattr(args, "deploy", False)
+    results, errors = plan(files, args.input, args.num_classes, deploy)
+    for exc in errors:
+        report_error(exc, args)
+    if errors:
+        print(f"archspec: {len(errors)} spec(s) failed; nothing was written", file=sys.stderr)
+        return EXIT_SPEC
+    out_dir = args.output
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        report_error(GenerateError(f"output path {out_dir} exists and is not a directory"), args)
+        return EXIT_SPEC
+    states = [(c, os.path.join(out_dir, name), text, status(os.path.join(out_dir, name), text))
+              for c, name, text in results]
+    if args.check_only:
+        bad = [(path, st) for _, path, _, st in states if st != "current"]
+        for path, st in bad:
+            what = {"missing": "missing", "stale": "stale (the spec or archspec changed; run archspec build)",
+                    "edited": "edited by hand (archspec build --force replaces it)"}[st]
+            print(f"{path}: {what}", file=sys.stderr)
+        if not bad:
+            print(f"{len(states)} generated file(s) up to date")
+        return EXIT_SPEC if bad else EXIT_OK
+    edited = [path for _, path, _, st in states if st == "edited"]
+    if edited and not args.force:
+        for path in edited:
+            report_error(GenerateError(f"{path} was edited by hand; not overwritten (use --force to replace it)",
+                                       Loc(path)), args)
+        return EXIT_SPEC
+    for compiled, path, text, st in states:
+        if st != "current":
+            write_atomic(path, text)
+        print(f"{path}: {'unchanged' if st == 'current' else 'written'} ({compiled.analysis.totals.params:,} params)")
+    if getattr(args, "verify", False):
+        return _verify_all(states, args, report_error)
+    return EXIT_OK
+
+
+def _verify_all(states, args, report_error) -> int:
+    from .verify import verify_file
+
+    failed = 0
+    for compiled, path, _, _ in states:
+        try:
+            verify_file(compiled, path)
+            print(f"{path}: verified (params, every module's output shape and MACs match the analysis)")
+        except ArchspecError as exc:
+            failed += 1
+            for e in flatten(exc):
+                report_error(e, args)
+    return EXIT_SPEC if failed else EXIT_OK
