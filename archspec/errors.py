@@ -60,9 +60,10 @@ class ArchspecError(Exception):
             lines.append(f"  in {self.loc.path}")
         text = source_line(self.loc.file, self.loc.line)
         if text is not None:
+            text, col = _window(text, self.loc.col)
             gutter = f"{self.loc.line:>5} | "
             lines.append(gutter + text)
-            lines.append(" " * (len(gutter) - 2) + "| " + " " * max(self.loc.col - 1, 0) + "^")
+            lines.append(" " * (len(gutter) - 2) + "| " + " " * max(col - 1, 0) + "^")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -151,6 +152,19 @@ def raise_all(errors: list[ArchspecError]) -> None:
         raise errors[0]
     if errors:
         raise ErrorList(errors)
+
+
+SHOWN_WIDTH = 120  # a longer source line is shown as a window around the column
+
+
+def _window(text: str, col: int) -> tuple[str, int]:
+    """Cut a long source line (a minified spec, a bomb) to the part around the column."""
+    if len(text) <= SHOWN_WIDTH:
+        return text, col
+    start = max(0, min(col - 1 - SHOWN_WIDTH // 2, len(text) - SHOWN_WIDTH))
+    head = "..." if start else ""
+    tail = "..." if start + SHOWN_WIDTH < len(text) else ""
+    return head + text[start:start + SHOWN_WIDTH] + tail, col - start + len(head)
 
 
 _SOURCE_CACHE: dict[str, list[str]] = {}

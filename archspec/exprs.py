@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ _BINOPS = {
     ast.Mod: operator.mod,
 }
 MAX_CALL_CHARS = 2000
-MAX_INT = 10**15
+MAX_INT = 10**15  # the largest magnitude of any integer written in or computed by a spec
+MAX_EXPR_DEPTH = 32  # nesting of operators and tuples inside one argument
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,17 @@ def parse_call(text, loc: Loc) -> Call:
     return Call(name, args, kwargs, text.strip(), loc)
 
 
-def _check_expr(node: ast.expr, text: str, loc: Loc) -> ast.expr:
+def _check_expr(node: ast.expr, text: str, loc: Loc, depth: int = 0) -> ast.expr:
     """Allow only the expression forms we evaluate and regenerate; rewrite true/false/null."""
+    if depth > MAX_EXPR_DEPTH:
+        raise SpecError(f"expression nested more than {MAX_EXPR_DEPTH} levels deep in '{_clip(text)}'", loc)
     if isinstance(node, ast.Constant):
-        if isinstance(node.value, (bool, int, float)) or node.value is None:
+        value = node.value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"{ast.get_source_segment(text.strip(), node) or value} is not a finite number in '{_clip(text)}'", loc)
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise SpecError(f"number too large in '{_clip(text)}' (numbers in a spec are at most 10^15)", loc)
+        if isinstance(value, (bool, int, float)) or value is None:
             return node
         raise SpecError(f"only numbers and booleans are allowed as values in '{text}', not {node.value!r}", loc)
     if isinstance(node, ast.Name):
@@ -93,12 +102,14 @@ def _check_expr(node: ast.expr, text: str, loc: Loc) -> ast.expr:
         if not is_identifier(node.id) or node.id.startswith("__"):
             raise SpecError(f"'{node.id}' is not a valid name", loc)
         return node
+    depth += 1
     if isinstance(node, (ast.Tuple, ast.List)):
-        return ast.copy_location(ast.Tuple([_check_expr(e, text, loc) for e in node.elts], ast.Load()), node)
+        return ast.copy_location(ast.Tuple([_check_expr(e, text, loc, depth) for e in node.elts], ast.Load()), node)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return ast.copy_location(ast.BinOp(_check_expr(node.left, text, loc), node.op, _check_expr(node.right, text, loc)), node)
+        return ast.copy_location(ast.BinOp(_check_expr(node.left, text, loc, depth), node.op,
+                                           _check_expr(node.right, text, loc, depth)), node)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        return ast.copy_location(ast.UnaryOp(node.op, _check_expr(node.operand, text, loc)), node)
+        return ast.copy_location(ast.UnaryOp(node.op, _check_expr(node.operand, text, loc, depth)), node)
     raise SpecError(f"unsupported expression '{ast.unparse(node)}' in '{text}' (allowed: numbers, booleans, argument names, tuples, + - * / // %)", loc)
 
 
@@ -129,8 +140,14 @@ def evaluate(node: ast.expr, env: dict, loc: Loc, what: str = ""):
         result = _BINOPS[type(node.op)](left, right)
         if isinstance(result, int) and abs(result) > MAX_INT:
             raise ExpandError(f"number too large in '{ast.unparse(node)}'", loc)
+        if isinstance(result, float) and not math.isfinite(result):
+            raise ExpandError(f"number too large in '{ast.unparse(node)}'", loc)
         return result
     raise ExpandError(f"cannot evaluate '{ast.unparse(node)}'", loc)
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[:width] + "..."
 
 
 def _need_number(value, node, loc):

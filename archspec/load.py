@@ -6,11 +6,13 @@ that duplicate keys, alias bombs, deep nesting and exotic tags are refused with 
 """
 from __future__ import annotations
 
+import math
 import os
 
 import yaml
 
 from .errors import ErrorList, LoadError, Loc, SpecError
+from .exprs import MAX_INT
 
 MAX_FILE_BYTES = 1_000_000  # a spec is text written by people or scripts; 1 MB is generous
 MAX_NODES = 200_000  # values after alias expansion
@@ -70,6 +72,78 @@ def join_path(path: str, key) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [value for _, value in node.value]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _child_path(node, i: int, path: str) -> str:
+    if isinstance(node, yaml.MappingNode):
+        key = node.value[i][0]
+        return join_path(path, key.value if isinstance(key, yaml.ScalarNode) else "?")
+    return join_path(path, i)
+
+
+def _measure(root, file: str) -> None:
+    """Refuse alias bombs, recursive aliases and deep nesting before any value is built.
+
+    PyYAML's composer shares the node of an anchor between its aliases, so the composed graph is
+    as small as the text; only building values would expand it. One pass over the distinct nodes
+    computes, for each, the number of values it would expand to (capped) and its height.
+    """
+    info: dict = {}  # id(node) -> (expanded size, height)
+    active: set = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            kids = [info[id(c)] for c in _children(node)]
+            size = min(1 + sum(k[0] for k in kids), MAX_NODES + 1)
+            info[key] = (size, 1 + max((k[1] for k in kids), default=-1))
+            active.discard(key)
+            continue
+        if key in info:
+            continue
+        kids = _children(node)
+        if not kids:
+            info[key] = (1, 0)
+            continue
+        active.add(key)
+        stack.append((node, True))
+        for child in kids:
+            if id(child) in active:
+                raise LoadError("recursive alias: an anchor is used inside itself", _mark(file, node.start_mark, ""))
+            if id(child) not in info:
+                stack.append((child, False))
+    size, height = info[id(root)]
+    if size > MAX_NODES:
+        node, path = root, ""
+        while True:  # descend to the smallest node that is still too large: usually an anchor
+            kids = _children(node)
+            big = [i for i, c in enumerate(kids) if info[id(c)][0] > MAX_NODES]
+            if not big:
+                break
+            path = _child_path(node, big[0], path)
+            node = kids[big[0]]
+        raise LoadError(f"document too large: more than {MAX_NODES} values after expanding anchors "
+                        "and aliases (an alias bomb?)", _mark(file, node.start_mark, path))
+    if height > MAX_DEPTH:
+        node, path = root, ""
+        for _ in range(MAX_DEPTH + 1):
+            kids = _children(node)
+            i = max(range(len(kids)), key=lambda j: info[id(kids[j])][1])
+            path = _child_path(node, i, path)
+            node = kids[i]
+        raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", _mark(file, node.start_mark, path))
+
+
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
+
+
 class _Builder:
     def __init__(self, file: str):
         self.file = file
@@ -97,7 +171,9 @@ class _Builder:
                     raise LoadError("mapping keys must be plain scalars", _mark(self.file, key_node.start_mark, path))
                 key = self.scalar(key_node, path)
                 if not isinstance(key, str):
-                    key = str(key).lower() if isinstance(key, bool) else str(key)
+                    raise LoadError(f"key '{key_node.value}' is not a string: YAML reads it as {_KINDS.get(type(key), 'a value')}"
+                                    f" (quote it, e.g. '{key_node.value}':, to use it as a name)",
+                                    _mark(self.file, key_node.start_mark, path))
                 sub = join_path(path, key)
                 key_loc = _mark(self.file, key_node.start_mark, sub)
                 if key in out:
@@ -120,7 +196,24 @@ class _Builder:
     def scalar(self, node, path: str):
         if node.tag not in _SCALAR_TAGS:
             raise LoadError(f"unsupported YAML tag {node.tag}", _mark(self.file, node.start_mark, path))
-        return self.scalars.construct_object(node, deep=True)
+        text = node.value
+        if node.tag == "tag:yaml.org,2002:int" and len(text) > 24:  # before int() meets a 5000-digit literal
+            raise LoadError(f"integer {_clip(text)} is too large (numbers in a spec are at most 10^15)",
+                            _mark(self.file, node.start_mark, path))
+        try:
+            value = self.scalars.construct_object(node, deep=True)
+        except (ValueError, OverflowError, yaml.YAMLError):
+            raise LoadError(f"cannot read the value {_clip(text)!r}", _mark(self.file, node.start_mark, path)) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise LoadError(f"{text} is not a finite number", _mark(self.file, node.start_mark, path))
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise LoadError(f"integer {_clip(text)} is too large (numbers in a spec are at most 10^15)",
+                            _mark(self.file, node.start_mark, path))
+        return value
+
+
+def _clip(text: str, width: int = 30) -> str:
+    return text if len(text) <= width else text[:width] + "..."
 
 
 def read_text(file: str, where: Loc | None = None) -> str:
@@ -154,17 +247,21 @@ def parse_yaml(text: str, file: str):
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         ctx = exc.context_mark
-        if exc.problem and exc.context and ctx is not None and ctx is not mark:
+        if "maximum nesting depth" in problem:  # libyaml's own limit (1000 levels)
+            problem = f"nesting deeper than {MAX_DEPTH} levels"
+        elif exc.problem and exc.context and ctx is not None and ctx is not mark:
             # "while parsing a flow sequence" alone does not say which one: give where it started
             problem += f" ({exc.context} that starts at line {ctx.line + 1}, column {ctx.column + 1})"
         loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file)
-        raise LoadError(f"invalid YAML: {problem}", loc) from None
+        prefix = "" if problem.startswith("nesting deeper") else "invalid YAML: "
+        raise LoadError(f"{prefix}{problem}", loc) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid YAML: {exc}", Loc(file)) from None
     except RecursionError:
         raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file)) from None
     if node is None:
         raise LoadError("empty spec file", Loc(file, 1, 1))
+    _measure(node, file)
     try:
         return _Builder(file).build(node, "", 0)
     except RecursionError:

@@ -23,7 +23,7 @@ RESERVED = {"concat", "add", "repeat", "body", "if", "self", "forward", "trainin
 # --- the document -----------------------------------------------------------------------------
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, strict=True)
 
 
 class AuxDef(_Model):
@@ -35,7 +35,7 @@ class AuxDef(_Model):
     module: Union[str, list] = Field(description="a block call, or a list of layers for an nn.Sequential")
     doc: str | None = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     @field_validator("loss_weight")
     @classmethod
@@ -110,6 +110,11 @@ class Spec(_Model):
         if v < 1:
             raise ValueError("num_classes must be positive")
         return v
+
+    @field_validator("archspec", mode="before")
+    @classmethod
+    def _version(cls, v):
+        return v if type(v) is int else repr(v)  # `true` and `1.0` equal 1 in Python but are not version 1
 
 
 # --- layer items ------------------------------------------------------------------------------
