@@ -169,6 +169,8 @@ class _Builder:
                     raise LoadError("YAML merge keys (<<) are not supported", _mark(self.file, key_node.start_mark, path))
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise LoadError("mapping keys must be plain scalars", _mark(self.file, key_node.start_mark, path))
+                if node.flow_style and out:
+                    self.check_cut_call(out, path)
                 key = self.scalar(key_node, path)
                 if not isinstance(key, str):
                     raise LoadError(f"key '{key_node.value}' is not a string: YAML reads it as {_KINDS.get(type(key), 'a value')}"
@@ -192,6 +194,14 @@ class _Builder:
                 out.item_locs.append(_mark(self.file, item.start_mark, sub))
             return out
         return self.scalar(node, path)
+
+    def check_cut_call(self, out: "LDict", path: str) -> None:
+        """In ``{conv: conv2d(8, 3)}`` the comma ends the value: say so before the stray ``3)`` key is blamed."""
+        last = next(reversed(out))
+        value = out[last]
+        if isinstance(value, str) and value.count("(") > value.count(")"):
+            raise LoadError(f"the call '{value}' is cut at a comma: inside YAML braces {{a: b}} commas separate "
+                            f"entries; write '{last}: ...' in block style or quote the call", out.value_locs[last])
 
     def scalar(self, node, path: str):
         if node.tag not in _SCALAR_TAGS:

@@ -280,11 +280,6 @@ class _Items:
         if len(names) != 1:
             if not names:
                 raise SpecError("a layer mapping needs a name: {name: call}", loc)
-            for k in names:  # {conv: conv2d(8, 3)} in flow style: the commas split the call into keys
-                v = raw[k]
-                if isinstance(v, str) and v.count("(") > v.count(")"):
-                    raise SpecError(f"the call '{v}' is cut at a comma: inside YAML braces {{a: b}} commas separate entries; "
-                                    f"write '- {k}: ...' in block style or quote the call", loc_of(raw, k) or loc)
             raise SpecError(f"one layer per list item: found {', '.join(names)} (write each as its own '- name: ...')", _key_loc(raw, names[1]))
         name = names[0]
         name_loc = _key_loc(raw, name)
