@@ -282,7 +282,7 @@ def _label(branch_items: list, index: int) -> str:
     for it in branch_items:
         if isinstance(it, NamedItem) and it.name:
             return it.name
-    return f"branch {index + 1}"
+    return f"branch {index + 1}" if branch_items else f"branch {index + 1} (identity)"
 
 
 def model_env(resolved: Resolved, num_classes: int | None = None, overrides: dict | None = None) -> dict:

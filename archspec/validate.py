@@ -343,7 +343,7 @@ def parse_args(raw: dict, where: Loc, errors: list, owner: str) -> list:
                 type_ = type_.strip()
                 default = exprs_required
                 if dflt.strip():
-                    default = exprs.evaluate(items.expr(dflt.strip(), vat), {}, vat)
+                    default = exprs.evaluate(items.expr(dflt.strip(), vat), {}, vat, f" in the default of '{name}'")
             else:
                 raise SpecError(f"argument '{name}' needs a type such as 'int' or 'size = 1', got {exprs.describe(value)}", vat)
             if type_ not in exprs.TYPES:
