@@ -306,6 +306,7 @@ class _Generator:
         if insts:
             where = insts[0].path or self.model_class
             doc += ["", f"Shapes in forward are those of {where}" + (f" (one of {len(insts)} instances)." if len(insts) > 1 else ".")]
+        doc = _wrap(doc)
         self.classes[name] = ClassCode(name, doc, params, init or ["pass"], scope.forward + ["return x"])
 
     def first_steps(self, scope: _Scope):
@@ -359,7 +360,10 @@ class _Generator:
                 outs.append(var)
                 chans.append(ch)
                 continue
-            label = step.labels[j] if isinstance(step, Merge) else f"branch{j + 1}"
+            if item.kind == "add":  # residual sums read best as torchvision writes them
+                label = "out" if not outs else "identity"
+            else:
+                label = step.labels[j] if isinstance(step, Merge) else f"branch{j + 1}"
             local = scope.local(_var_name(label, j))
             first = branch[0]
             # A branch reads the shared input; its first step writes its own variable.
@@ -569,7 +573,9 @@ def _arg(call, op, name):
 
 
 def _var_name(label: str, j: int) -> str:
-    return label if is_identifier(label) else f"branch{j + 1}"
+    # torchvision's style: the branch of branch5x5_1, branch5x5_2 is held in `branch5x5`.
+    stem = label[:-2] if label.endswith("_1") and len(label) > 2 else label
+    return stem if is_identifier(stem) else f"branch{j + 1}"
 
 
 def _replace_var(rhs: str, old: str, new: str) -> str:
