@@ -133,9 +133,13 @@ def cmd_build(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from .diff import run_diff
+    from .diff import EXIT_TROUBLE, run_diff
 
-    return run_diff(args)
+    try:
+        return run_diff(args)
+    except ArchspecError as exc:  # like diff(1): 0 same, 1 different, 2 trouble
+        _report_error(exc, args)
+        return EXIT_TROUBLE
 
 
 def cmd_draw(args) -> int:
