@@ -228,6 +228,9 @@ class _Expander:
                 self.stack.pop()
             return mod
         op = self.op(call)
+        if op.module is None:  # no nn.Module to register (build would have nothing to write)
+            raise ExpandError(f"'{call.name}' is a functional op only: write it without a name in a block's layers, "
+                              "not as a named module or an nn.Sequential entry", call.loc)
         attrs = bind(call, op_params(call.name), env, call.name)
         return Module(name, path, "op", call.name, attrs, call.loc, part, call, item)
 

@@ -66,12 +66,14 @@ class BlockDef(_Model):
 
 
 class Transform(_Model):
-    """A declarative rewrite applied after expansion."""
+    """A factorization rewrite applied to the validated spec before expansion (docs/transforms.md)."""
 
-    factorize: Literal["stack3x3", "asymmetric"]
-    kernel: int | None = Field(None, description="only convolutions with this kernel size (default: any)")
-    batchnorm: bool = Field(False, description="follow every new convolution by the spec's conv block norm")
-    add_batchnorm: bool = False
+    factorize: Literal["stack3x3", "asymmetric"] = Field(
+        description="stack3x3: kxk -> (k-1)/2 stacked 3x3 convs; asymmetric: nxn -> 1xn then nx1")
+    kernel: int | None = Field(None, description="only square kernels of this size (default: every one the rule applies to)")
+    unit: str | None = Field(None, description="conv unit block for the new convs, e.g. BasicConv2d to add BatchNorm "
+                                               "(default: the same call as the original)")
+    doc: str | None = None
 
 
 class Spec(_Model):
@@ -87,7 +89,7 @@ class Spec(_Model):
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list[Any]
     aux: dict[str, AuxDef] = Field(default_factory=dict)
-    transforms: list[dict[str, Any]] = Field(default_factory=list)
+    transforms: list[Transform] = Field(default_factory=list)
     expect: Expect | None = None
 
     @field_validator("name", "class_name")

@@ -56,6 +56,8 @@ CASES = {
     "divide_by_zero": "8:11: error: division by zero in '8 // groups'",
     "stateful_unnamed": "6:5: error: 'conv2d' has parameters or state and needs a name: write '- name: conv2d(8, 3)'",
     "block_recursion": "14:16: error: block 'Outer' uses itself: Outer -> Inner -> Outer",
+    "named_functional": "7:21: error: 'scale' is a functional op only: write it without a name in a block's layers, "
+                        "not as a named module or an nn.Sequential entry",
     "duplicate_module": "7:5: error: duplicate module name 'conv' in the model (first at line 6)",
     "if_not_bool": "10:9: error: if: of 'bn' must be a boolean, got int 1",
     "aux_missing": "12:11: error: aux head 'aux1' reads from 'conv3', which is not a top-level layer",
