@@ -41,7 +41,7 @@ def compile_spec(file: str, input_shape=None, num_classes: int | None = None, ch
     from .transforms import apply_transforms
 
     resolved = validate(load(file, root), file)
-    resolved, rewrites = apply_transforms(resolved)
+    resolved, rewrites = apply_transforms(resolved, input_shape, num_classes)
     expanded = expand(resolved, input_shape, num_classes)
     graph = lint(lower(expanded))
     analysis = analyse(graph)

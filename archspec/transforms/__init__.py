@@ -1,13 +1,89 @@
 """Declarative rewrites (``transforms:`` in a spec), applied to the validated spec before expansion.
 
-A rewrite changes block definitions and layer items (so the generated code shows it), never the
-expanded tree behind the generator's back.
+A rewrite changes block definitions and layer items, so the expanded tree, the analysis and
+the generated code all show it. Two factorization rules exist (factorize.py); each transform
+runs as: analyse -> rewrite the items (rewrite.py) -> analyse again -> compare every rewritten
+instance's output shape and receptive field, and total what changed (record.py).
+
+>>> from archspec.pipeline import compile_spec
+>>> c = compile_spec("specs/googlenet_factorized.yaml")        # doctest: +SKIP
+>>> c.rewrites[0].weights                                       # doctest: +SKIP
+(25, 18)
+
+See docs/transforms.md for the spec syntax and the naming rule.
 """
 from __future__ import annotations
 
+from ..errors import ArchspecError, ErrorList, Loc, flatten
+from ..load import LDict, LList
+from .factorize import RULES
+from .record import Analysed, Rewrite, account
+from .rewrite import Rewriter
+from .sites import TransformError
 
-def apply_transforms(resolved):
-    """Apply the spec's transforms in order; returns the rewritten spec and a list of rewrite records."""
-    if not resolved.spec.transforms:
+__all__ = ["apply_transforms", "Rewrite", "TransformError", "RULES"]
+
+
+def _analyse(resolved, input_shape, num_classes) -> Analysed:
+    from ..analyse import analyse
+    from ..expand import expand
+    from ..lint import lint
+    from ..lower import lower
+
+    expanded = expand(resolved, input_shape, num_classes)
+    return Analysed(expanded, analyse(lint(lower(expanded))))
+
+
+def _where(resolved, index: int):
+    """loc(field) of transforms[index] in the spec (the field's value, or the entry itself)."""
+    data = resolved.data
+    raw = data.get("transforms") if isinstance(data, dict) else None
+    entry = raw[index] if isinstance(raw, list) and index < len(raw) else None
+    base = raw.loc_of(index) if isinstance(raw, LList) else Loc(resolved.file)
+    path = f"transforms[{index}]"
+
+    def where(field: str | None = None) -> Loc:
+        if field and isinstance(entry, LDict) and field in entry:
+            return entry.loc_of(field).at(f"{path}.{field}")
+        return base.at(path)
+
+    return where
+
+
+def apply_transforms(resolved, input_shape=None, num_classes: int | None = None):
+    """Apply the spec's transforms in order; returns the rewritten spec and a list of Rewrite records.
+
+    The caller's spec is not changed. Raises TransformError (or an ErrorList of them) when a
+    transform cannot apply or would change an output shape or receptive field.
+    """
+    transforms = resolved.spec.transforms if resolved.spec is not None else []
+    if not transforms:
         return resolved, []
-    raise NotImplementedError("transforms are not implemented yet")
+    records: list = []
+    before = _analyse(resolved, input_shape, num_classes)
+    for index, t in enumerate(transforms):
+        what = f"factorize {t.factorize} (transforms[{index}])"
+        where = _where(resolved, index)
+        rule = RULES[t.factorize]
+        if t.kernel is not None and (problem := rule.kernel_problem(t.kernel)):
+            raise TransformError(f"{what}: {problem}", where("kernel"))
+        rewriter = Rewriter(resolved, t, what, where)
+        rewritten = rewriter.run()
+        if not rewriter.changes:
+            only = f" with a {t.kernel}x{t.kernel} kernel" if t.kernel is not None else ""
+            raise TransformError(f"{what}: no convolution{only} to rewrite", where())
+        try:
+            after = _analyse(rewritten, input_shape, num_classes)
+        except ArchspecError as exc:
+            wrapped = [TransformError(f"{what}: the rewritten network fails: {e.message}", e.loc, e.node) for e in flatten(exc)]
+            raise wrapped[0] if len(wrapped) == 1 else ErrorList(wrapped) from None
+        errors = []
+        for change in rewriter.changes:
+            try:
+                records.append(account(index, rule, change, before, after, what))
+            except TransformError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0] if len(errors) == 1 else ErrorList(errors)
+        resolved, before = rewritten, after
+    return resolved, records

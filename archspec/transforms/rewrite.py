@@ -1,0 +1,145 @@
+"""One transform over the validated spec: find the sites, write the new items.
+
+Naming rule (docs/transforms.md): an item of an nn.Sequential list at index i becomes as many
+consecutive items as the rule makes pieces (i, i+1, ...; later items move up); a named item
+``x: CALL`` becomes ``x: [piece, piece, ...]``, an nn.Sequential under the same name, so module
+paths that named it (aux ``from:``, ``edit:``) still name the same computation, now ``x.0``,
+``x.1``, ... inside.
+
+Block definitions are rewritten (so every instance, and the generated class, shows the
+rewrite); unit blocks themselves are left alone and rewritten at their call sites; blocks the
+network never instantiates are not touched. The input spec is never mutated.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, replace
+
+from .. import exprs
+from ..errors import ArchspecError, raise_all
+from ..validate import CallItem, MergeItem, NamedItem, RepeatItem, Resolved
+from .factorize import RULES, RuleError
+from .sites import ConvUnit, Site, TransformError, conv_unit, find_site, other_unit, reachable_blocks, same_callee
+
+
+@dataclass
+class Change:
+    """One rewritten item: the original, what replaced it, and the item whose output equals the original's."""
+
+    old: object
+    new: list
+    last: object
+    site: Site
+    after: list  # the new call texts
+
+
+class Rewriter:
+    def __init__(self, resolved: Resolved, transform, what: str, where):
+        self.r = resolved
+        self.t = transform
+        self.what = what
+        self.rule = RULES[transform.factorize]
+        self.units = {name: conv_unit(b, resolved.blocks) for name, b in resolved.blocks.items()}
+        self.target = self._target(where) if transform.unit else None
+        self.changes: list = []
+        self.errors: list = []
+
+    def _target(self, where) -> ConvUnit:
+        name = self.t.unit
+        at = where("unit")
+        if name not in self.r.blocks:
+            known = ", ".join(n for n, u in self.units.items() if isinstance(u, ConvUnit)) or "none"
+            raise TransformError(f"{self.what}: unit '{name}' is not a block (conv units here: {known})", at)
+        unit = self.units[name]
+        if not isinstance(unit, ConvUnit):
+            raise TransformError(f"{self.what}: unit '{name}' is not a conv unit: {unit}", at)
+        if unit.out is None:
+            raise TransformError(f"{self.what}: unit '{name}' does not take its conv's out_channels from an argument", at)
+        fillable = {unit.out, unit.k, unit.s, unit.p}
+        for a in self.r.blocks[name].args:
+            if a.required and a.name not in fillable:
+                raise TransformError(f"{self.what}: unit '{name}' has a required argument '{a.name}' the rewrite cannot fill", at)
+        return unit
+
+    # -- the spec --
+    def run(self) -> Resolved:
+        r = self.r
+        blocks = dict(r.blocks)
+        for name in reachable_blocks(r.layers, r.aux, r.blocks):
+            if not isinstance(self.units[name], ConvUnit):
+                blocks[name] = replace(r.blocks[name], layers=self.items(r.blocks[name].layers, False))
+        layers = self.items(r.layers, False)
+        aux = [replace(a, module=self.items([a.module], False)[0]) for a in r.aux]
+        raise_all(self.errors)
+        return replace(r, blocks=blocks, layers=layers, aux=aux)
+
+    def items(self, items: list, sequential: bool) -> list:
+        out = []
+        for item in items:
+            try:
+                out.extend(self.item(item, sequential))
+            except ArchspecError as exc:
+                self.errors.append(exc)
+                out.append(item)
+        return out
+
+    def item(self, item, sequential: bool) -> list:
+        if isinstance(item, CallItem):
+            site = self.site(item.call) if sequential else None  # outside a Sequential a conv cannot stand alone
+            if site is None:
+                return [item]
+            calls = self.calls(site)
+            new = [CallItem(c, item.loc) for c in calls]
+            self.changes.append(Change(item, new, new[-1], site, [c.text for c in calls]))
+            return new
+        if isinstance(item, NamedItem):
+            if item.seq is not None:
+                return [replace(item, seq=self.items(item.seq, True))]
+            site = self.site(item.call)
+            if site is None:
+                return [item]
+            calls = self.calls(site)
+            new = NamedItem(item.name, item.loc, seq=[CallItem(c, item.call.loc) for c in calls], cond=item.cond)
+            self.changes.append(Change(item, [new], new, site, [c.text for c in calls]))
+            return [new]
+        if isinstance(item, MergeItem):
+            return [replace(item, branches=[self.items(b, False) for b in item.branches])]
+        if isinstance(item, RepeatItem):
+            return [replace(item, body=self.items(item.body, True))]
+        return [item]
+
+    # -- one site --
+    def site(self, call: exprs.Call):
+        return find_site(call, self.r.blocks, self.units, self.rule, self.t.kernel, self.what)
+
+    def calls(self, site: Site) -> list:
+        try:
+            pieces = self.rule.pieces(site.kernel, site.padding)
+        except RuleError as exc:
+            raise TransformError(f"{self.what}: {exc}", site.call.loc) from None
+        out = []
+        for piece in pieces:
+            stride = site.stride if piece.strided else 1
+            if self.target is None:
+                text = same_callee(site, piece.kernel, piece.padding, stride)
+            else:
+                text = self._other(site, piece, stride)
+            out.append(exprs.parse_call(text, site.call.loc))
+        return out
+
+    def _other(self, site: Site, piece, stride) -> str:
+        unit, call = self.target, site.call
+        if site.names[0] is None or site.names[0] not in site.given:
+            raise TransformError(f"{self.what}: cannot move '{call.text}' to unit '{unit.block}': "
+                                 "its output channels are not an argument of the call", call.loc)
+        if unit.s is None and not _is_one(stride):
+            raise TransformError(f"{self.what}: unit '{unit.block}' has no stride argument for '{call.text}'", call.loc)
+        if unit.p is None and piece.padding not in (0, (0, 0)):
+            raise TransformError(f"{self.what}: unit '{unit.block}' has no padding argument for '{call.text}'", call.loc)
+        return other_unit(site, unit, self.r.blocks[unit.block], piece.kernel, piece.padding, stride)
+
+
+def _is_one(value) -> bool:
+    if isinstance(value, ast.AST):
+        return isinstance(value, ast.Constant) and value.value == 1
+    return value in (1, (1, 1))
