@@ -148,6 +148,9 @@ def flatten(err: ArchspecError) -> list[ArchspecError]:
 
 def raise_all(errors: list[ArchspecError]) -> None:
     """Raise nothing, the single error, or an ErrorList."""
+    # A repeated or reused block repeats its errors word for word: report each once.
+    seen: set = set()
+    errors = [e for e in errors if not ((key := (type(e), e.message, e.loc)) in seen or seen.add(key))]
     if len(errors) == 1:
         raise errors[0]
     if errors:
@@ -167,22 +170,27 @@ def _window(text: str, col: int) -> tuple[str, int]:
     return head + text[start:start + SHOWN_WIDTH] + tail, col - start + len(head)
 
 
-_SOURCE_CACHE: dict[str, list[str]] = {}
+_SOURCE_CACHE: dict[tuple, list[str]] = {}
 
 
 def source_line(file: str, line: int) -> str | None:
     if line <= 0:
         return None
-    lines = _SOURCE_CACHE.get(file)
+    try:
+        st = os.stat(file)
+    except (OSError, ValueError):
+        return None
+    key = (file, st.st_mtime_ns, st.st_size)  # a file rewritten in the same process is read again
+    lines = _SOURCE_CACHE.get(key)
     if lines is None:
+        if st.st_size > 4 * 1024 * 1024 or not os.path.isfile(file):
+            return None
         try:
-            if os.path.getsize(file) > 4 * 1024 * 1024:
-                return None
             with open(file, encoding="utf-8", errors="replace") as fh:
                 lines = fh.read().splitlines()
         except OSError:
             return None
-        _SOURCE_CACHE[file] = lines
+        _SOURCE_CACHE[key] = lines
     if line > len(lines):
         return None
     return lines[line - 1].rstrip()
