@@ -1,0 +1,69 @@
+"""Weight compatibility with torchvision 0.28: load its state_dict into the generated module
+(strict) and compare outputs on the same random input."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT
+
+torch = pytest.importorskip("torch")
+
+from archspec.verify import import_generated  # noqa: E402
+
+# spec, torchvision builder, kwargs, generated class
+CASES = [
+    ("alexnet", "alexnet", {}, "AlexNet"),
+    ("vgg16", "vgg16", {}, "VGG16"),
+    ("googlenet", "googlenet", {"aux_logits": True, "init_weights": False}, "GoogLeNet"),
+    ("inception_v3", "inception_v3", {"aux_logits": True, "init_weights": False}, "Inception3"),
+    ("resnet50", "resnet50", {}, "ResNet50"),
+    ("resnet152", "resnet152", {}, "ResNet152"),
+]
+
+
+def _pair(torchvision, name, builder, kwargs):
+    module = import_generated(str(ROOT / "generated" / f"{name}.py"))
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, builder)(weights=None, **kwargs)
+    cls = next(getattr(module, n) for n in module.__all__ if n not in ("loss",) and not n.endswith("Outputs"))
+    mine = cls()
+    assert list(mine.state_dict()) == list(ref.state_dict())
+    mine.load_state_dict(ref.state_dict(), strict=True)
+    return ref, mine
+
+
+@pytest.mark.parametrize("name,builder,kwargs,cls", CASES, ids=[c[0] for c in CASES])
+def test_torchvision_weights_load_and_outputs_match(torchvision, name, builder, kwargs, cls):
+    ref, mine = _pair(torchvision, name, builder, kwargs)
+    assert type(mine).__name__ == cls
+    ref.eval()
+    mine.eval()
+    size = 299 if name == "inception_v3" else 224
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        diff = (ref(x) - mine(x)).abs().max().item()
+    assert diff <= 1e-5
+
+
+@pytest.mark.parametrize("name,builder,kwargs,fields", [
+    ("googlenet", "googlenet", {"aux_logits": True, "init_weights": False},
+     {"logits": "logits", "aux1": "aux_logits1", "aux2": "aux_logits2"}),
+    ("inception_v3", "inception_v3", {"aux_logits": True, "init_weights": False},
+     {"logits": "logits", "AuxLogits": "aux_logits"}),
+], ids=["googlenet", "inception_v3"])
+def test_training_aux_outputs_match(torchvision, name, builder, kwargs, fields):
+    ref, mine = _pair(torchvision, name, builder, kwargs)
+    for model in (ref, mine):
+        model.train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+    size = 299 if name == "inception_v3" else 224
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        a, b = ref(x), mine(x)
+    for ours, theirs in fields.items():
+        assert (getattr(a, theirs) - getattr(b, ours)).abs().max().item() <= 1e-5, ours
+    # BatchNorm running statistics were updated identically in training mode
+    for (k, va), (_, vb) in zip(ref.state_dict().items(), mine.state_dict().items()):
+        assert torch.equal(va, vb), k
