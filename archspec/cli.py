@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _specs(args) -> list:
-    from .pipeline import spec_files
+    from .pipeline import resolve_specs
 
-    files = list(args.specs) or spec_files("specs")
+    files = resolve_specs(list(args.specs))
     if not files:
         raise UsageError("no spec files given and none found under specs/")
     return files

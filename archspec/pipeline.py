@@ -80,3 +80,30 @@ def spec_files(directory: str = "specs") -> list:
         dirnames[:] = sorted(d for d in dirnames if d != "lib" and not d.startswith("."))
         out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith((".yaml", ".yml")))
     return sorted(out)
+
+
+def stock_dir() -> str:
+    """The stock specs: specs/ beside the package (source checkout) or inside it (installed wheel)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(os.path.dirname(here), "specs"), os.path.join(here, "specs")):
+        if os.path.isfile(os.path.join(candidate, "googlenet.yaml")):
+            return candidate
+    return os.path.join(here, "specs")
+
+
+def resolve_specs(args: list) -> list:
+    """Spec arguments as files. A name that is not a file here may name a stock spec
+    (``googlenet``, ``inception_v3.yaml`` or ``specs/resnet50.yaml`` work from any directory);
+    no argument means every spec under ./specs, else every stock spec."""
+    if not args:
+        return spec_files("specs") if os.path.isdir("specs") else spec_files(stock_dir())
+    out = []
+    for arg in args:
+        if not os.path.exists(arg):
+            base = os.path.basename(arg)
+            stock = os.path.join(stock_dir(), base if base.endswith((".yaml", ".yml")) else base + ".yaml")
+            if os.path.isfile(stock) and os.sep not in os.path.relpath(stock, stock_dir()):
+                out.append(stock)
+                continue
+        out.append(arg)
+    return out
