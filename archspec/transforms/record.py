@@ -41,7 +41,7 @@ class Rewrite:
         return (f"{self.rule} {k}x{k} at {self.site} ({self.loc}): {self.before} => {new}; "
                 f"weights per channel pair {wb} -> {wa} ({_pct(wb, wa)}); in {where}: "
                 f"params {pb:,} -> {pa:,} ({_signed(pa - pb)}, {_pct(pb, pa)}), "
-                f"MACs {mb:,} -> {ma:,} ({_signed(ma - mb)}, {_pct(mb, ma)})")
+                f"MACs (eval) {mb:,} -> {ma:,} ({_signed(ma - mb)}, {_pct(mb, ma)})")
 
     def to_json(self) -> dict:
         return {
@@ -59,7 +59,9 @@ def _signed(v: int) -> str:
 
 
 def _pct(a: int, b: int) -> str:
-    return f"{(b - a) / a * 100:+.1f}%" if a else "n/a"
+    if not a:
+        return "n/a" if b else "+0.0%"
+    return f"{(b - a) / a * 100:+.1f}%"
 
 
 class Analysed:

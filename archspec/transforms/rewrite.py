@@ -67,13 +67,16 @@ class Rewriter:
         blocks = dict(r.blocks)
         for name in reachable_blocks(r.layers, r.aux, r.blocks):
             if not isinstance(self.units[name], ConvUnit):
-                blocks[name] = replace(r.blocks[name], layers=self.items(r.blocks[name].layers, False))
+                layers = self.items(r.blocks[name].layers, False)
+                if layers is not r.blocks[name].layers:
+                    blocks[name] = replace(r.blocks[name], layers=layers)
         layers = self.items(r.layers, False)
-        aux = [replace(a, module=self.items([a.module], False)[0]) for a in r.aux]
+        aux = [a if (m := self.items([a.module], False)[0]) is a.module else replace(a, module=m) for a in r.aux]
         raise_all(self.errors)
         return replace(r, blocks=blocks, layers=layers, aux=aux)
 
     def items(self, items: list, sequential: bool) -> list:
+        """The rewritten list; the same list object when nothing in it changed."""
         out = []
         for item in items:
             try:
@@ -81,7 +84,8 @@ class Rewriter:
             except ArchspecError as exc:
                 self.errors.append(exc)
                 out.append(item)
-        return out
+        same = len(out) == len(items) and all(a is b for a, b in zip(out, items))
+        return items if same else out
 
     def item(self, item, sequential: bool) -> list:
         if isinstance(item, CallItem):
@@ -94,7 +98,8 @@ class Rewriter:
             return new
         if isinstance(item, NamedItem):
             if item.seq is not None:
-                return [replace(item, seq=self.items(item.seq, True))]
+                seq = self.items(item.seq, True)
+                return [item if seq is item.seq else replace(item, seq=seq)]
             site = self.site(item.call)
             if site is None:
                 return [item]
@@ -103,9 +108,12 @@ class Rewriter:
             self.changes.append(Change(item, [new], new, site, [c.text for c in calls]))
             return [new]
         if isinstance(item, MergeItem):
-            return [replace(item, branches=[self.items(b, False) for b in item.branches])]
+            branches = [self.items(b, False) for b in item.branches]
+            same = all(a is b for a, b in zip(branches, item.branches))
+            return [item if same else replace(item, branches=branches)]
         if isinstance(item, RepeatItem):
-            return [replace(item, body=self.items(item.body, True))]
+            body = self.items(item.body, True)
+            return [item if body is item.body else replace(item, body=body)]
         return [item]
 
     # -- one site --

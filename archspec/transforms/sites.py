@@ -244,7 +244,8 @@ def same_callee(site: Site, kernel, padding, stride) -> str:
 
     keywords = [f"{name}={_src(new.get(name, expr))}" for name, expr in site.call.kwargs
                 if name not in new or keep(name)]
-    keywords += [f"{name}={_src(new[name])}" for name in new if name not in site.given and keep(name)]
+    keywords += [f"{name}={_src(new[name])}" for name, _, _ in site.params
+                 if name in new and name not in site.given and keep(name)]
     return f"{site.call.name}({', '.join([*positional, *keywords])})"
 
 
