@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,15 +25,41 @@ GOOGLENET_TOP = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a
                  "inception5a", "inception5b", "aux1", "aux2", "avgpool", "dropout", "fc"]
 
 
-def check_json(*args):
-    proc = run_cli("check", *args, "--format", "json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+@pytest.fixture
+def cli_here(monkeypatch, capsys):
+    """`archspec ARGS` run by archspec.cli.main in this process (no interpreter start-up), from the
+    repository root; returns the exit status and both streams like a subprocess would."""
+    from archspec.cli import main
+
+    monkeypatch.chdir(ROOT)
+
+    def run(*args) -> subprocess.CompletedProcess:
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            rc = exc.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, rc, out.out, out.err)
+
+    return run
+
+
+@pytest.fixture
+def check_json(cli_here):
+    def run(*args):
+        proc = cli_here("check", *args, "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    return run
 
 
 @pytest.fixture(scope="module")
 def googlenet_json():
-    return check_json("specs/googlenet.yaml")
+    """The contract itself: the installed command, in a subprocess."""
+    proc = run_cli("check", "specs/googlenet.yaml", "--format", "json")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    return json.loads(proc.stdout)
 
 
 # --- GoogLeNet against torchvision 0.28 -------------------------------------------------------
@@ -117,8 +144,6 @@ def test_googlenet_without_aux_variant(tmp_path, reference):
 # --- torch is never imported -------------------------------------------------------------------
 
 def test_check_imports_no_torch():
-    import subprocess
-
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "archspec", "check", "specs/googlenet.yaml"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -129,8 +154,6 @@ def test_check_imports_no_torch():
 
 def test_compile_spec_leaves_torch_unimported():
     """In a fresh interpreter (this test process may have torch already), run every check stage."""
-    import subprocess
-
     code = ("import sys\n"
             "from archspec.pipeline import compile_spec\n"
             "from archspec.report import table, to_json\n"
@@ -154,28 +177,34 @@ def test_compile_spec_leaves_torch_unimported():
     ["check", "--frobnicate"],
     [],  # no subcommand
 ])
-def test_usage_errors_exit_2(args):
-    proc = run_cli(*args)
+def test_usage_errors_exit_2(args, cli_here):
+    proc = cli_here(*args)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
     assert "usage: archspec" in proc.stderr
 
 
-def test_usage_error_messages():
+def test_usage_errors_through_the_command():
     proc = run_cli("check", "specs/googlenet.yaml", "--input", "3x224")
+    assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines()[-1] == \
         "archspec: error: argument --input: expected C x H x W such as 3x224x224, got '3x224'"
-    proc = run_cli("check", "specs/googlenet.yaml", "--depth", "-1")
+    proc = run_cli()  # no subcommand
+    assert proc.returncode == 2 and "usage: archspec" in proc.stderr
+
+
+def test_usage_error_messages(cli_here):
+    proc = cli_here("check", "specs/googlenet.yaml", "--depth", "-1")
     assert proc.stderr.splitlines()[-1] == "archspec: error: argument --depth: expected a non-negative integer, got '-1'"
 
 
-def test_exit_codes_ok_and_spec_error():
-    ok = run_cli("check", "specs/googlenet.yaml")
+def test_exit_codes_ok_and_spec_error(cli_here):
+    ok = cli_here("check", "specs/googlenet.yaml")
     assert ok.returncode == 0 and ok.stderr == ""
     bad = run_cli("check", f"{BROKEN}/unknown_op.yaml")
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith(f"{BROKEN}/unknown_op.yaml:7:5: error: unknown op or block 'swish'")
-    missing = run_cli("check", "no/such/spec.yaml")
+    missing = cli_here("check", "no/such/spec.yaml")
     assert missing.returncode == 1
     assert missing.stderr.strip() == "no/such/spec.yaml: error: no such file: no/such/spec.yaml"
 
@@ -202,9 +231,9 @@ def _rows(table: str) -> list:
     return out
 
 
-def test_depth_collapses_the_table():
-    shallow = run_cli("check", "specs/googlenet.yaml", "--depth", "1")
-    deep = run_cli("check", "specs/googlenet.yaml", "--depth", "3")
+def test_depth_collapses_the_table(cli_here):
+    shallow = cli_here("check", "specs/googlenet.yaml", "--depth", "1")
+    deep = cli_here("check", "specs/googlenet.yaml", "--depth", "3")
     assert shallow.returncode == deep.returncode == 0
     rows1, rows3 = _rows(shallow.stdout), _rows(deep.stdout)
     assert [name for _, name, _ in rows1] == GOOGLENET_TOP
@@ -228,7 +257,7 @@ def test_depth_collapses_the_table():
     assert "multiply-adds of conv and linear layers at batch 1 in eval mode, bias not counted" in shallow.stdout
 
 
-def test_num_classes_override():
+def test_num_classes_override(check_json):
     j = check_json("specs/googlenet.yaml", "--num-classes", "10")
     t = j["totals"]
     assert j["output"] == [1, 10]
@@ -241,7 +270,7 @@ def test_num_classes_override():
     assert t["macs"] == 1_498_376_192 - 1_024_000 + 10_240
 
 
-def test_input_override():
+def test_input_override(check_json):
     j = check_json("specs/googlenet.yaml", "--input", "3x320x320")
     assert j["input"] == [1, 3, 320, 320]
     assert j["output"] == [1, 1000]  # adaptive pooling before the classifier
@@ -260,7 +289,7 @@ def test_input_override():
     assert t["macs"] == (1_498_376_192 - 1_024_000) * 100 // 49 + 1_024_000 == 3_056_844_800
 
 
-def test_overrides_on_a_small_spec_skip_expect():
+def test_overrides_on_a_small_spec_skip_expect(check_json):
     """small_cnn's expect: holds for 3x16x16 and 10 classes; with overrides it is not checked."""
     j = check_json(f"{OK}/small_cnn.yaml", "--input", "3x32x32", "--num-classes", "5")
     shapes = {m["path"]: m["output_shape"] for m in j["modules"]}
@@ -272,15 +301,15 @@ def test_overrides_on_a_small_spec_skip_expect():
     assert j["output"] == [1, 5]
 
 
-def test_several_specs_give_a_json_list():
+def test_several_specs_give_a_json_list(check_json):
     j = check_json("specs/googlenet.yaml", f"{OK}/shapes.yaml")
     assert isinstance(j, list) and [x["name"] for x in j] == ["googlenet", "shapes"]
     one = check_json(f"{OK}/shapes.yaml")
     assert isinstance(one, dict) and one == j[1]
 
 
-def test_one_failing_spec_among_several():
-    proc = run_cli("check", f"{OK}/shapes.yaml", f"{BROKEN}/unknown_op.yaml", "--format", "json")
+def test_one_failing_spec_among_several(cli_here):
+    proc = cli_here("check", f"{OK}/shapes.yaml", f"{BROKEN}/unknown_op.yaml", "--format", "json")
     assert proc.returncode == 1
     assert [x["name"] for x in json.loads(proc.stdout)] == ["shapes"]
     error = json.loads(proc.stderr.splitlines()[0])["error"]
@@ -289,10 +318,10 @@ def test_one_failing_spec_among_several():
     assert error["message"].startswith("unknown op or block 'swish'")
 
 
-def test_no_argument_checks_every_spec():
+def test_no_argument_checks_every_spec(cli_here):
     from archspec.pipeline import spec_files
 
-    proc = run_cli("check", "--format", "json")
+    proc = cli_here("check", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
     wanted = spec_files(str(ROOT / "specs"))
@@ -327,10 +356,10 @@ def _keys(c) -> list:
     return state_dict_shapes(c.graph)
 
 
-def test_every_ok_spec_checks():
+def test_every_ok_spec_checks(cli_here):
     """Each ok spec carries an expect: (or none); check verifies them all in one call."""
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / OK).glob("*.yaml"))
-    proc = run_cli("check", *files, "--format", "json")
+    proc = cli_here("check", *files, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)) == len(files) >= 9
 
@@ -493,12 +522,67 @@ def test_library_use(compiled):
 
 # --- the docs' examples are these files ---------------------------------------------------------
 
-def test_docs_examples_are_the_fixture_files():
+def test_docs_examples_are_the_fixture_files(cli_here):
     """docs/spec.md shows each example after `<!-- example: PATH -->`; the block must equal the file."""
     doc = (ROOT / "docs" / "spec.md").read_text()
     found = re.findall(r"<!-- example: (\S+) -->\s*```yaml\n(.*?)```", doc, flags=re.S)
     assert len(found) >= 6
     for path, text in found:
         assert text == (ROOT / path).read_text(), f"docs/spec.md example differs from {path}"
-    proc = run_cli("check", *sorted({p for p, _ in found if "/lib/" not in p}), "--format", "json")
+    proc = cli_here("check", *sorted({p for p, _ in found if "/lib/" not in p}), "--format", "json")
     assert proc.returncode == 0, proc.stderr
+
+
+def _doc_table_rows(heading: str) -> list:
+    """The rows of the first table after a '## heading' in docs/spec.md, as lists of cells."""
+    doc = (ROOT / "docs" / "spec.md").read_text()
+    section = doc.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]  # skip header, rule
+
+
+def test_docs_op_catalog_matches_ops():
+    from archspec.ops import OPS, REQUIRED, USER_OPS
+
+    def shown(v):
+        return "true" if v is True else "false" if v is False else "none" if v is None else repr(v)
+
+    rows = {re.fullmatch(r"`(\w+)`", r[0]).group(1): r for r in _doc_table_rows("The op catalog")}
+    assert list(rows) == list(USER_OPS)
+    for name, row in rows.items():
+        op = OPS[name]
+        want = [f"{a.name}: {a.type}" + ("" if a.default is REQUIRED else f" = {shown(a.default)}") for a in op.attrs]
+        assert re.findall(r"`([^`]+)`", row[1]) == want, name
+        forms = [f for f, has in (("module", op.module), ("function", op.function)) if has]
+        assert row[2] == ", ".join(forms), name
+        assert row[3] == (f"`{op.inferred}`" if op.inferred else ""), name
+
+
+def test_docs_limits_match_constants():
+    from archspec import expand, exprs, load
+
+    modules = {"load.py": load, "exprs.py": exprs, "expand.py": expand}
+    rows = _doc_table_rows("Limits")
+    assert len(rows) == 10
+    for name, value, where, _ in rows:
+        module = modules[where.strip("`")]
+        assert getattr(module, name.strip("`")) == int(value.replace(",", "")), name
+
+
+def test_docs_cli_table_is_current_output(cli_here):
+    """docs/cli.md shows real output after `<!-- output: archspec check ARGS -->`."""
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    found = re.findall(r"<!-- output: archspec check (.+?) -->\s*```\n(.*?)```", doc, flags=re.S)
+    assert found
+    for args, text in found:
+        proc = cli_here("check", *args.split())
+        assert proc.returncode == 0 and proc.stdout == text, f"docs/cli.md: output of check {args} changed"
+
+
+def test_docs_cli_lists_every_json_key(googlenet_json):
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    json_section = doc.split("## JSON\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", json_section, flags=re.M))
+    assert set(googlenet_json) | set(googlenet_json["totals"]) == documented
+    for key in (*googlenet_json["layers"][0], *googlenet_json["modules"][0], *googlenet_json["aux"]["aux1"]):
+        assert f'"{key}"' in json_section, key
