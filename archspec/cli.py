@@ -16,8 +16,26 @@ from .errors import ArchspecError, UsageError, flatten
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+_JSON_ERRORS = False  # set by main() when the command line asks for --format json
+
+
+def _wants_json(argv: list) -> bool:
+    """Whether errors should be JSON, read before argparse so that usage errors can be JSON too."""
+    return any(a == "--format=json" for a in argv) or any(
+        a == "--format" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
+def _json_error(stage: str, message: str) -> str:
+    keys = ArchspecError(message).to_dict()
+    keys["stage"] = stage
+    return json.dumps({"error": keys})
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse would exit 2 with usage text; keep that, in one place
+        if _JSON_ERRORS:
+            print(_json_error("usage", message), file=sys.stderr)
+            raise SystemExit(EXIT_USAGE)
         self.print_usage(sys.stderr)
         print(f"archspec: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
@@ -51,6 +69,10 @@ def _depth(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
     return v
+
+
+def _draw_depth(text: str):
+    return "auto" if text == "auto" else _depth(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "draw":
             sp.add_argument("spec", metavar="SPEC")
             sp.add_argument("-o", "--output", required=True, metavar="FILE", help="output file: .dot, .svg or .mmd")
-            sp.add_argument("--depth", type=_depth, default=1, metavar="N")
+            sp.add_argument("--depth", type=_draw_depth, default=1, metavar="N|auto",
+                            help="collapse blocks nested deeper than N (0: every op; auto: the deepest legible depth)")
+            sp.add_argument("--fuse", action="store_true", help="draw conv -> bn -> relu as one box")
     return p
 
 
@@ -167,28 +191,40 @@ COMMANDS = {"check": cmd_check, "build": cmd_build, "diff": cmd_diff, "draw": cm
 
 
 def main(argv=None) -> int:
+    global _JSON_ERRORS
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    _JSON_ERRORS = _wants_json(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    as_json = getattr(args, "format", "text") == "json"
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"archspec: error: {exc.message}", file=sys.stderr)
+        print(_json_error("usage", exc.message) if as_json else f"archspec: error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except ArchspecError as exc:
         _report_error(exc, args)
         return EXIT_SPEC
     except KeyboardInterrupt:
-        print("archspec: interrupted", file=sys.stderr)
+        print(_json_error("interrupted", "interrupted") if as_json else "archspec: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except RecursionError:  # a pathological input that slipped past every bound is still the input's fault
+        message = "the spec is nested too deeply to process"
+        print(_json_error("archspec", message) if as_json else f"archspec: error: {message}", file=sys.stderr)
+        if args.debug:
+            raise
+        return EXIT_SPEC
     except Exception as exc:  # an archspec bug, not the user's: say so briefly
         if args.debug:
             raise
-        print(f"archspec: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        print(_json_error("internal", message) if as_json else f"archspec: {message} (run with --debug for the traceback)",
+              file=sys.stderr)
         return EXIT_INTERNAL
 
 

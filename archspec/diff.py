@@ -355,8 +355,6 @@ class Group:
             if len(a) == 1 and len(b) == 1 and len(self.changes) > 1:
                 return [f"{a[0]} -> {b[0]}"]
             return self.locations
-        if self.kind == "replaced":
-            return self.locations
         return compact(self.locations)
 
     def output_change(self) -> str | None:
@@ -829,9 +827,15 @@ class Diff:
             cost.append(shape)
         if aux and len(aux) == len(g.parts):
             cost.append(f"(aux head{'s' if len(aux) > 1 else ''} {', '.join(aux)}: training only)")
-        return [f"{mark} {g.kind} {g.summary}",
-                f"    at {n} places: {where}" if n > 1 else f"    at {where}",
-                "    " + "   ".join(cost)]
+        lines = [f"{mark} {g.kind} {g.summary}",
+                 f"    at {n} places: {where}" if n > 1 else f"    at {where}",
+                 "    " + "   ".join(cost)]
+        if g.kind == "replaced" and n > 1:  # a rewrite: each place with its own saving
+            for c in g.changes:
+                pa, pb = sum(s["params"] for s in c.a), sum(s["params"] for s in c.b)
+                pct = f" ({(pb - pa) / pa:+.1%})" if pa else ""
+                lines.append(f"      {c.location}: {c.summary}   params {_n(pa)} -> {_n(pb)}{pct}   MACs {_signed(c.macs_delta)}")
+        return lines
 
     def _totals_lines(self, human) -> list:
         t = self.totals()
