@@ -186,9 +186,23 @@ class _Side:
             return self.mods[u.path]["input_shape"]
         return self.g.nodes[self.g.nodes[u.node]["inputs"][0]]["shape"]
 
-    def cut(self, u: Unit) -> tuple:
-        d = self.g.nodes[u.node]
-        return (d["shape"], d["rf"])
+    def cut(self, u: Unit, start: str) -> tuple:
+        """What a step hands on, measured from the stretch's input node ``start``: the shape and
+        the growth of the receptive field (so that changes upstream do not hide a match)."""
+        d, s = self.g.nodes[u.node], self.g.nodes[start]
+        rh, rw, jh, jw = d["rf"]
+        sh, sw, sjh, sjw = s["rf"]
+        return (d["shape"], rh - sh, rw - sw, jh / sjh, jw / sjw)
+
+    def entry(self, u: Unit) -> str:
+        """The node a step reads."""
+        if u.kind == "module":
+            return self.g.graph["modules"][u.path]["input"]
+        if u.kind == "merge":
+            for br in u.branches:
+                if br:
+                    return self.entry(br[0])
+        return self.g.nodes[u.node]["inputs"][0]
 
     def sig(self, m: Module):
         """The structure of a module, its own name left out (renames keep it)."""
@@ -299,7 +313,8 @@ class Change:
         if self.kind == "renamed":
             return f"{pa} -> {pb}"
         if self.kind == "replaced":
-            return _span([s["path"] for s in (self.b or self.a)])
+            a, b = [s["path"] for s in self.a], [s["path"] for s in self.b]
+            return _span(b) if set(a) <= set(b) else f"{_span(a)} -> {_span(b)}"
         return pb if pb is not None else pa
 
     def to_json(self) -> dict:
@@ -312,7 +327,8 @@ class Change:
 
 
 def _span(paths: list) -> str:
-    return compact(paths)[0] if len(compact(paths)) == 1 else ", ".join(paths)
+    folded = compact(paths)
+    return folded[0] if len(folded) == 1 else ", ".join(paths)
 
 
 def _json_value(v):
@@ -462,8 +478,9 @@ class _Differ:
         """A stretch where the two bodies differ, cut where both produce the same tensor."""
         if not ra or not rb:
             return [("remove", u) for u in ra] + [("add", u) for u in rb]
-        ka = [self.A.cut(u) for u in ra]
-        kb = [self.B.cut(u) for u in rb]
+        sa, sb = self.A.entry(ra[0]), self.B.entry(rb[0])
+        ka = [self.A.cut(u, sa) for u in ra]
+        kb = [self.B.cut(u, sb) for u in rb]
         cuts = []
         for blk in difflib.SequenceMatcher(None, ka, kb, autojunk=False).get_matching_blocks():
             cuts.extend((blk.a + k, blk.b + k) for k in range(blk.size))
@@ -507,9 +524,9 @@ class _Differ:
     def pair(self, ua: Unit, ub: Unit) -> None:
         A, B = self.A, self.B
         same_cost = A.params(ua) == B.params(ub) and A.macs(ua) == B.macs(ub) and A.out_shape(ua) == B.out_shape(ub)
-        if A.unit_sig(ua) == B.unit_sig(ub) and same_cost:
+        if A.unit_sig(ua) == B.unit_sig(ub) and same_cost and ua.kind != "merge":  # a merge's cost is not its branches'
             if ua.kind == "module" and ua.path != ub.path:
-                self.emit("renamed", "renamed", "renamed", [ua], [ub])
+                self.emit("renamed", "(same structure)", "(same structure)", [ua], [ub])
             return
         if ua.kind == "merge":
             self.merge(ua, ub)
@@ -628,7 +645,7 @@ class _Differ:
                 mb = self.B.g.graph["modules"][d.b[0]["path"]]["module"]
                 if self.A.sig(ma) == self.B.sig(mb) and d.part == c.part:
                     taken.add(id(d))
-                    self.changes[i] = Change("renamed", "renamed", "renamed", c.a, d.b, d.part, 0, 0)
+                    self.changes[i] = Change("renamed", "(same structure)", "(same structure)", c.a, d.b, d.part, 0, 0)
                     break
         self.changes = [c for c in self.changes if id(c) not in taken]
 
@@ -651,7 +668,7 @@ def compact(paths: list) -> list:
     """Fold paths that differ in one dotted component into brace patterns, keeping first-seen order.
 
     >>> compact(["inception3a.branch3.1.conv", "inception3b.branch3.1.conv", "conv1.bn"])
-    ['inception{3a,3b}.branch3.1.conv', 'conv1.bn']
+    ['inception3{a,b}.branch3.1.conv', 'conv1.bn']
     """
     pats = [tuple((p,) for p in path.split(".")) for path in paths]
     changed = True
@@ -906,7 +923,7 @@ class Diff:
             ratio = f"{row['ratio']:.3f}x" if row["ratio"] is not None else ""
             out.append(f"| {label} | {_n(row['a'])} | {_n(row['b'])} | {_signed(row['delta'])} | {ratio} |")
         out.append(f"| output | {t['output']['a']} | {t['output']['b']} | | |")
-        out += ["", *self._ratio_lines()]
+        out += ["", *(f"- {line}" for line in self._ratio_lines())]
         if self.code is not None:
             out += ["", "```diff", self.code.rstrip("\n"), "```"]
         return "\n".join(out) + "\n"
