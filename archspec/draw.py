@@ -393,7 +393,7 @@ def to_mermaid(v: View) -> str:
     def ident(key: str) -> str:
         if key not in ids:
             base = re.sub(r"[^A-Za-z0-9_]", "_", key).strip("_") or "n"
-            name = base if base[0].isalpha() else f"n_{base}"
+            name = base if base[0].isalpha() and base.lower() not in _MERMAID_WORDS else f"n_{base}"
             while name in ids.values():
                 name += "_"
             ids[key] = name
@@ -416,6 +416,10 @@ def to_mermaid(v: View) -> str:
         out.append(f"  classDef {kind} fill:{fill},stroke:{line}{dash}")
     out.append("  classDef legend fill:#ffffff,stroke:#bbbbbb,text-align:left")
     return "\n".join(out) + "\n"
+
+
+_MERMAID_WORDS = {"end", "graph", "flowchart", "subgraph", "style", "classdef", "class", "click", "linkstyle",
+                  "direction", "default"}
 
 
 def _mm(text: str) -> str:
