@@ -85,7 +85,7 @@ def _receptive(op, attrs, in_rf, in_shape, out_shape, input_hw):
         kh, kw = -(-h // oh) + (1 if h % oh else 0), -(-w // ow) + (1 if w % ow else 0)
         return (rh + (min(kh, h) - 1) * jh, rw + (min(kw, w) - 1) * jw, jh * max(h // oh, 1), jw * max(w // ow, 1))
     if len(out_shape) != 3:  # flatten / linear: every output sees the whole input
-        return (input_hw[0], input_hw[1], jh, jw)
+        return (max(rh, input_hw[0]), max(rw, input_hw[1]), jh, jw)
     return in_rf
 
 
