@@ -14,7 +14,7 @@ See docs/transforms.md for the spec syntax and the naming rule.
 """
 from __future__ import annotations
 
-from ..errors import ArchspecError, ErrorList, Loc, flatten
+from ..errors import ArchspecError, Loc, flatten, raise_all
 from ..load import LDict, LList
 from .factorize import RULES
 from .record import Analysed, Rewrite, account
@@ -75,15 +75,13 @@ def apply_transforms(resolved, input_shape=None, num_classes: int | None = None)
         try:
             after = _analyse(rewritten, input_shape, num_classes)
         except ArchspecError as exc:
-            wrapped = [TransformError(f"{what}: the rewritten network fails: {e.message}", e.loc, e.node) for e in flatten(exc)]
-            raise wrapped[0] if len(wrapped) == 1 else ErrorList(wrapped) from None
+            raise_all([TransformError(f"{what}: the rewritten network fails: {e.message}", e.loc, e.node) for e in flatten(exc)])
         errors = []
         for change in rewriter.changes:
             try:
                 records.append(account(index, rule, change, before, after, what))
             except TransformError as exc:
                 errors.append(exc)
-        if errors:
-            raise errors[0] if len(errors) == 1 else ErrorList(errors)
+        raise_all(errors)
         resolved, before = rewritten, after
     return resolved, records
