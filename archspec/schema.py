@@ -1,0 +1,172 @@
+"""schema: the JSON Schema of the spec language, for editors and for checking files without archspec.
+
+The document's structure comes from the pydantic models in ``validate.py``
+(``Spec.model_json_schema()``). What pydantic sees as free-form (layer lists, argument
+declarations, aux modules) is parsed by hand in ``validate.py``; this module describes those
+parts too, so that an editor's YAML language server can complete and check them:
+
+* a layer: a call string (``relu``, ``conv2d(64, 3, stride=2)``), ``{name: call}``,
+  ``{name: [...]}`` (an nn.Sequential), optionally with ``if:``, or ``{concat|add: [branch, ...]}``;
+* inside an nn.Sequential: calls, nested lists and ``{repeat: N, body: [...]}``;
+* an argument: ``"int"``, ``"size = 1"`` or ``{type, default, doc}``;
+* the keys that ``load`` resolves before validation: ``use``, ``extends`` and ``edit``.
+
+A file is a network (``name``, ``input``, ``layers``), a variant (``extends:``) or a library
+(only ``archspec``, ``description``, ``use`` and ``blocks``). The schema accepts what archspec accepts in
+form; values (shapes, names of blocks) are still checked by ``archspec check``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+from .ops import OPS, USER_OPS
+
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_TYPES = ["int", "float", "bool", "size", "number"]
+_REF = "#/$defs/"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": _REF + name}
+
+
+def _calls_doc() -> str:
+    ops = ", ".join(f"{name}({', '.join(a.name for a in OPS[name].attrs)})" if OPS[name].attrs else name
+                    for name in USER_OPS)
+    return f"An op or block call, e.g. relu, conv2d(64, 3, stride=2), BasicConv2d(out, k=1). Ops: {ops}."
+
+
+def _defs() -> dict:
+    layers = {"type": "array", "items": _ref("Layer")}
+    return {
+        "Call": {
+            "type": "string",
+            "pattern": r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*(\(.*\))?\s*$",
+            "description": _calls_doc(),
+            "examples": ["relu", "conv2d(64, 3, padding=1)", "maxpool2d(3, stride=2, ceil_mode=true)",
+                         "BasicConv2d(64, k=1)"],
+        },
+        "Expr": {
+            "description": "a number, a boolean, or an expression over arguments such as 'ch // 2'",
+            "anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}],
+        },
+        "Layer": {
+            "description": "a call, {name: call}, {name: [...]} (an nn.Sequential) or {concat|add: [branch, ...]}",
+            "anyOf": [_ref("Call"), _ref("Merge"), _ref("Named")],
+        },
+        "Named": {
+            "type": "object",
+            "description": "name: call (a module attribute) or name: [...] (an nn.Sequential); "
+                           "if: makes it conditional",
+            "minProperties": 1,
+            "maxProperties": 2,
+            "anyOf": [{"maxProperties": 1}, {"required": ["if"]}],
+            "properties": {"if": {**_ref("Expr"), "description": "the module exists only when this is true"}},
+            "propertyNames": {"pattern": IDENT, "not": {"enum": ["concat", "add", "repeat", "body"]}},
+            "additionalProperties": {"anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}]},
+        },
+        "Merge": {
+            "type": "object",
+            "description": "parallel branches from the same input, joined by concat (channels) or add",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {"concat": _ref("Branches"), "add": _ref("Branches")},
+            "additionalProperties": False,
+        },
+        "Branches": {
+            "type": "array",
+            "minItems": 2,
+            "description": "each branch is a list of layers (an empty list is the identity) or a single layer",
+            "items": {"anyOf": [layers, _ref("Layer")]},
+        },
+        "SeqItem": {
+            "description": "inside an nn.Sequential (numbered, not named): a call, a nested list, or repeat",
+            "anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}, _ref("Repeat")],
+        },
+        "Repeat": {
+            "type": "object",
+            "description": "the body, N times (inside an nn.Sequential)",
+            "required": ["repeat", "body"],
+            "additionalProperties": False,
+            "properties": {"repeat": _ref("Expr"), "body": {"type": "array", "items": _ref("SeqItem")}},
+        },
+        "Args": {
+            "type": "object",
+            "description": "arguments: name: 'type' or 'type = default', or {type, default, doc}",
+            "propertyNames": {"pattern": IDENT},
+            "additionalProperties": {"anyOf": [_ref("ArgDecl"), {"type": "null"}]},
+        },
+        "ArgDecl": {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*(" + "|".join(_TYPES) + r")\s*(=.*)?$",
+                 "examples": ["int", "size = 1", "float = 0.2"]},
+                {"type": "object", "required": ["type"], "additionalProperties": False,
+                 "properties": {"type": {"enum": _TYPES}, "default": {}, "doc": {"type": "string"}}},
+            ],
+        },
+        "Edit": {
+            "description": "a change to the parent's top-level layers (extends:)",
+            "anyOf": [
+                _edit({"replace": {"type": "string"}, "with": _ref("LayerOrList")}, ["replace", "with"]),
+                _edit({"remove": {"type": "string"}}, ["remove"]),
+                _edit({"after": {"type": "string"}, "insert": _ref("LayerOrList")}, ["after", "insert"]),
+                _edit({"before": {"type": "string"}, "insert": _ref("LayerOrList")}, ["before", "insert"]),
+            ],
+        },
+        "LayerOrList": {"anyOf": [layers, _ref("Layer")]},
+    }
+
+
+def _edit(properties: dict, required: list) -> dict:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a spec file.
+
+    >>> s = schema()
+    >>> s["$defs"]["Layer"]["anyOf"][0]
+    {'$ref': '#/$defs/Call'}
+    """
+    from .validate import Spec
+
+    s = copy.deepcopy(Spec.model_json_schema())
+    defs = s.setdefault("$defs", {})
+    defs.update(_defs())
+    props = s["properties"]
+    props["layers"]["items"] = _ref("Layer")
+    props["args"] = {**_ref("Args"), "description": "model arguments (each with a default), usable in layers"}
+    props["input"].update(minItems=3, maxItems=3)
+    props["blocks"]["propertyNames"] = {"pattern": IDENT}
+    props["blocks"]["additionalProperties"] = {"anyOf": [_ref("BlockDef"), {"type": "null"}]}
+    props["aux"]["additionalProperties"] = {"anyOf": [_ref("AuxDef"), {"type": "null"}]}
+    block = defs["BlockDef"]["properties"]
+    block["layers"]["items"] = _ref("Layer")
+    block["args"] = _ref("Args")
+    defs["AuxDef"]["properties"]["module"] = {
+        "description": "a block call, or a list of layers for an nn.Sequential",
+        "anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}],
+    }
+    # Resolved by load before validation.
+    props["use"] = {"description": "library files whose blocks this spec uses (paths relative to it)",
+                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    props["extends"] = {"type": "string", "description": "a parent spec: this file overrides its fields (a variant)"}
+    props["edit"] = {"type": "array", "items": _ref("Edit"), "description": "changes to the parent's layers"}
+    network = s.pop("required")
+    s["anyOf"] = [
+        {"title": "network", "required": network},
+        {"title": "variant", "required": ["archspec", "extends"]},
+        {"title": "library", "required": ["archspec", "blocks"],
+         "propertyNames": {"enum": ["archspec", "description", "use", "blocks"]}},
+    ]
+    s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    s["title"] = "archspec spec (archspec: 1)"
+    s["description"] = ("A network, a variant (extends:) or a block library for archspec. "
+                        "See docs/spec.md; generated by `archspec schema`.")
+    return s
+
+
+def schema_json() -> str:
+    """``archspec schema``: the schema as stable, indented JSON."""
+    return json.dumps(schema(), indent=2, sort_keys=False)

@@ -1,0 +1,97 @@
+"""archspec schema: a valid JSON Schema that every shipped spec and library satisfies, and that
+refuses the mistakes an editor should underline. Also: diff, draw and schema never import torch."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from archspec.schema import schema, schema_json
+
+from conftest import ROOT
+
+jsonschema = pytest.importorskip("jsonschema")  # in the `test` extra
+
+SHIPPED = sorted([*(ROOT / "specs").glob("*.yaml"), *(ROOT / "specs" / "lib").glob("*.yaml")])
+FIXTURES = sorted((ROOT / "tests" / "golden" / "diff" / "specs").glob("mini*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def validator():
+    s = schema()
+    jsonschema.Draft202012Validator.check_schema(s)
+    return jsonschema.Draft202012Validator(s)
+
+
+def test_shipped_specs_exist():
+    names = {p.name for p in SHIPPED}
+    assert {"googlenet.yaml", "basic.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED + FIXTURES, ids=lambda p: str(Path(p).relative_to(ROOT)))
+def test_every_shipped_spec_satisfies_the_schema(validator, path):
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
+    assert errors == []
+
+
+BASE = {"archspec": 1, "name": "n", "input": [3, 32, 32], "layers": ["relu"]}
+
+
+@pytest.mark.parametrize("doc,why", [
+    ({**BASE, "layer": []}, "unknown top-level field"),
+    ({**BASE, "archspec": 2}, "unsupported version"),
+    ({**BASE, "input": [3, 32]}, "input needs C, H, W"),
+    ({**BASE, "layers": [{"a": "relu", "b": "relu"}]}, "two layers in one item"),
+    ({**BASE, "layers": [{"concat": [["relu"]]}]}, "a merge needs two branches"),
+    ({**BASE, "layers": [{"concat": [["relu"], ["relu"]], "x": "relu"}]}, "concat combined with a name"),
+    ({**BASE, "layers": [{"repeat": 2, "body": ["relu"]}]}, "repeat outside an nn.Sequential"),
+    ({**BASE, "layers": [{"1x1": "relu"}]}, "a name that is not an identifier"),
+    ({**BASE, "layers": [42]}, "a number is not a layer"),
+    ({**BASE, "blocks": {"B": {"args": {"c": "integer"}, "layers": ["relu"]}}}, "unknown argument type"),
+    ({**BASE, "aux": {"a": {"from": "x", "module": "relu"}}}, "aux head without loss_weight"),
+    ({"archspec": 1, "description": "lib", "blocks": {}, "layers": ["relu"]}, "a network without name/input"),
+    ({"archspec": 1, "extends": "g.yaml", "edit": [{"replace": "x"}]}, "replace without with"),
+])
+def test_schema_refuses(validator, doc, why):
+    assert list(validator.iter_errors(doc)), why
+
+
+@pytest.mark.parametrize("doc", [
+    BASE,
+    {**BASE, "layers": [{"seq": ["relu", ["relu", {"repeat": "n * 2", "body": ["relu"]}]]}, {"bn": "relu", "if": "use_bn"},
+                        {"add": [[], ["relu"]]}, {"concat": [{"a": "relu"}, ["relu", {"b": "conv2d(8, 1)"}]]}]},
+    {"archspec": 1, "extends": "googlenet.yaml", "name": "v", "blocks": {"Old": None},
+     "edit": [{"after": "conv1", "insert": [{"n": "relu"}]}, {"remove": "maxpool1"}]},
+    {"archspec": 1, "use": ["basic.yaml"], "blocks": {"B": {"args": {"c": {"type": "size", "default": 1}}, "layers": []}}},
+])
+def test_schema_accepts(validator, doc):
+    assert [e.message for e in validator.iter_errors(doc)] == []
+
+
+def test_layer_items_are_described():
+    defs = schema()["$defs"]
+    assert defs["Layer"]["anyOf"] == [{"$ref": "#/$defs/Call"}, {"$ref": "#/$defs/Merge"}, {"$ref": "#/$defs/Named"}]
+    assert "conv2d(out_channels, kernel_size, stride, padding, dilation, groups, bias)" in defs["Call"]["description"]
+    assert schema()["properties"]["layers"]["items"] == {"$ref": "#/$defs/Layer"}
+
+
+def test_cli_prints_the_schema_without_torch():
+    code = ("import sys, json; from archspec.cli import main; rc = main(['schema']); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(schema_json())
+
+
+def test_diff_and_draw_do_not_import_torch(tmp_path):
+    mini = "tests/golden/diff/specs/mini.yaml"
+    code = ("import sys; from archspec.cli import main; "
+            f"a = main(['diff', '{mini}', 'tests/golden/diff/specs/mini_modern.yaml', '--code']); "
+            f"b = main(['draw', '{mini}', '-o', {str(tmp_path / 'm.mmd')!r}]); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(10 * a + b)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 10, proc.stderr
