@@ -234,11 +234,21 @@ class _Side:
     # --- words ---
     def text(self, u: Unit) -> str:
         """Exact description, channels included: ``BasicConv2d(32, k=5, p=2)``."""
+        return self.describe(u, exact=True)
+
+    def abstract(self, u: Unit) -> str:
+        """Channel-free description, to group the same change at places of different widths."""
+        return self.describe(u, exact=False)
+
+    def describe(self, u: Unit, exact: bool) -> str:
         if u.kind == "merge":
             return f"{u.op} of {len(u.branches)} branches"
         if u.leaf:
-            return call_text(u.op, u.args)
+            return call_text(u.op, u.args) if exact else short_op(u.op, u.args)
         m = u.module
+        if not exact:
+            core = [short_op(x.type, x.args) for x in m.walk() if x.kind == "op" and _core(x.type)]
+            return f"{m.type}({', '.join(core)})" if 0 < len(core) <= 3 else m.type
         if m.kind == "sequential":
             inner = [self.text(c) for c in self.units(m)]
             return "Sequential(" + ", ".join(_runs(inner)) + ")" if len(inner) <= 4 else f"Sequential({len(inner)} modules)"
@@ -256,19 +266,6 @@ class _Side:
             elif a.required or value != a.default:
                 args.append(f"{a.name}={_fmt(value)}")
         return f"{m.type}({', '.join(args)})"
-
-    def abstract(self, u: Unit) -> str:
-        """Channel-free description, to group the same change at places of different widths."""
-        if u.kind == "merge":
-            return f"{u.op} of {len(u.branches)} branches"
-        if u.leaf:
-            return short_op(u.op, u.args)
-        m = u.module
-        core = [short_op(x.type, x.args) for x in m.walk() if x.kind == "op" and _core(x.type)]
-        name = m.type
-        if len(core) <= 3 and core:
-            return f"{name}({', '.join(core)})"
-        return name
 
 
 def _core(op: str) -> bool:

@@ -40,8 +40,9 @@ def diff(capsys, *args):
     return code, out, err
 
 
-def golden(name: str, text: str) -> None:
-    path = GOLDEN / name
+def golden(name: str, text: str, folder=GOLDEN) -> None:
+    """Compare with a golden file (tests/test_draw.py uses this too); ARCHSPEC_ACCEPT=1 rewrites it."""
+    path = folder / name
     if os.environ.get("ARCHSPEC_ACCEPT") == "1":
         path.write_text(text, encoding="utf-8")
         return

@@ -6,7 +6,6 @@ Golden files: tests/golden/draw/; regenerate on purpose with ARCHSPEC_ACCEPT=1.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import shutil
@@ -19,6 +18,7 @@ from archspec.cli import main
 from archspec.pipeline import spec_files
 
 from conftest import ROOT
+from test_diff import golden as check_golden
 
 GOLDEN = ROOT / "tests" / "golden" / "draw"
 MINI = str(ROOT / "tests" / "golden" / "diff" / "specs" / "mini.yaml")
@@ -144,16 +144,7 @@ def mini():
 
 
 def golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("ARCHSPEC_ACCEPT") == "1":
-        path.write_text(text, encoding="utf-8")
-        return
-    if not path.exists():
-        pytest.fail(f"no golden file {path.relative_to(ROOT)}; create it with ARCHSPEC_ACCEPT=1 and review it")
-    want = path.read_text(encoding="utf-8")
-    if text != want:
-        delta = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), "golden", "now"))
-        pytest.fail(f"output differs from {path.relative_to(ROOT)} (ARCHSPEC_ACCEPT=1 accepts it):\n{delta}")
+    check_golden(name, text, GOLDEN)
 
 
 # --- DOT ---------------------------------------------------------------------------------------
