@@ -45,8 +45,8 @@ class ArchspecError(Exception):
             "stage": self.stage,
             "message": self.message,
             "file": loc.file if loc else None,
-            "line": loc.line if loc else None,
-            "column": loc.col if loc else None,
+            "line": loc.line if loc and loc.line else None,
+            "column": loc.col if loc and loc.line else None,
             "yaml_path": loc.path if loc and loc.path else None,
             "node": self.node,
         }
