@@ -237,3 +237,11 @@ def test_compact_folds_one_component_at_a_time():
     assert compact(paths) == ["m{1,2}.b{2,3}.{0,1}"]
     assert compact(["a.x", "b.y"]) == ["a.x", "b.y"]  # no false cartesian product
     assert compact(["aux1/pool", "aux2/pool"]) == ["aux{1,2}/pool"]
+
+
+def test_public_api_diff_survives_the_import_of_its_module():
+    import archspec
+
+    first = archspec.diff(f"{FIX}/mini.yaml", f"{FIX}/mini_wide.yaml")  # imports archspec.diff
+    again = archspec.diff(f"{FIX}/mini.yaml", f"{FIX}/mini_wide.yaml")  # the name now holds the module
+    assert first.totals() == again.totals() and not again.identical
