@@ -178,39 +178,30 @@ class _Generator:
         entry = self.modules.get(path)
         return self.g.nodes[entry["output"]].get("shape") if entry else None
 
-    def input_dim(self, scope: _Scope, rel: str):
-        """The analysed input size (channels or features) of module ``rel`` in every instance."""
-        values = []
+    def input_dim(self, scope: _Scope, rel: str) -> list:
+        """(instance, analysed input size) of module ``rel`` in every instance that has it."""
+        out = []
         for inst in scope.instances:
-            path = f"{inst.path}.{rel}" if inst.path else rel
-            entry = self.modules.get(path)
-            if entry is None:
-                continue  # absent in this instance (if: false)
-            values.append(self.g.nodes[entry["input"]]["shape"][0])
-        return values
+            entry = self.modules.get(f"{inst.path}.{rel}" if inst.path else rel)
+            if entry is not None:  # None: absent in this instance (if: false)
+                out.append((inst, self.g.nodes[entry["input"]]["shape"][0]))
+        return out
+
+    def _value(self, expr, inst, loc):
+        env = dict(inst.args) if inst.kind != "model" else dict(self.c.expanded.model_args)
+        env["in_channels"] = self.g.nodes[self.modules[inst.path]["input"]]["shape"][0]
+        try:
+            return evaluate(expr, env, loc)
+        except Exception:  # not computable from this instance's arguments: not symbolic
+            return None
 
     def check_symbolic(self, scope: _Scope, rel: str, expr, loc):
-        """Return source for the inferred input size: symbolic if it agrees everywhere, else a literal."""
-        values = self.input_dim(scope, rel)
-        if expr is not None and values:
-            ok = True
-            for inst in scope.instances:
-                path = f"{inst.path}.{rel}" if inst.path else rel
-                entry = self.modules.get(path)
-                if entry is None:
-                    continue
-                env = dict(inst.args) if inst.kind != "model" else dict(self.c.expanded.model_args)
-                env["in_channels"] = self.g.nodes[self.modules[inst.path]["input"]]["shape"][0]
-                try:
-                    value = evaluate(expr, env, loc)
-                except Exception:
-                    ok = False
-                    break
-                if value != self.g.nodes[entry["input"]]["shape"][0]:
-                    ok = False
-                    break
-            if ok:
-                return expr
+        """Return the inferred input size: the symbolic expression if it gives the analysed value in
+        every instance, else a literal when all instances agree."""
+        pairs = self.input_dim(scope, rel)
+        values = [v for _, v in pairs]
+        if expr is not None and pairs and all(self._value(expr, inst, loc) == v for inst, v in pairs):
+            return expr
         if values and len(set(values)) == 1:
             return ast.Constant(values[0])
         raise GenerateError(
@@ -273,14 +264,11 @@ class _Generator:
         return ctor, self.channels_after(call, in_expr)
 
     def channels_after(self, call, in_expr):
-        name = call.name
-        if name == "conv2d":
-            return _arg(call, OPS[name], "out_channels")
-        if name == "linear":
-            return _arg(call, OPS[name], "out_features")
-        if name == "flatten":
+        """The output channel expression of an op call (the catalog says which attribute sets it)."""
+        op = OPS[call.name]
+        if op.opaque_out:
             return None
-        return in_expr
+        return _arg(call, op, op.out_attr) if op.out_attr else in_expr
 
     # -- classes --
     def ensure_class(self, name: str) -> None:
@@ -323,10 +311,7 @@ class _Generator:
         if isinstance(item, CallItem):
             op = OPS[item.call.name]
             exprs_ = self.attr_exprs(item.call.name, item.call, scope, in_forward=True)
-            if item.call.name == "relu" and not fresh:
-                text = f"F.relu({var})"
-            else:
-                text = op.function(var, exprs_, op)
+            text = op.function(var, exprs_, op, inplace=fresh)
             shape = self.node_shape(step)
             scope.forward.append(_stmt(f"{var} = {text}", shape))
             return self.channels_after(item.call, ch), fresh if item.call.name == "identity" else True
@@ -414,10 +399,12 @@ class _Generator:
             sub_rel = f"{rel}.{index}"
             if isinstance(item, NamedItem):  # nested Sequential
                 ctor, ch = self.sequential(item.seq, ch, scope, sub_rel, item.loc)
-            elif item.call.name == "relu":
-                ctor, ch = ("nn.ReLU()" if first else "nn.ReLU(inplace=True)"), ch
-            else:
+            elif item.call.name in self.blocks or OPS[item.call.name].inferred:
                 ctor, ch = self.module_ctor(item.call, ch, scope, sub_rel, item.loc)
+            else:  # a stateless op module: in place only where its input is not shared
+                op = OPS[item.call.name]
+                ctor = op.module("", self.attr_exprs(item.call.name, item.call, scope, in_forward=False), op, inplace=not first)
+                ch = self.channels_after(item.call, ch)
             entries.append(ctor)
             counter[0] += 1
             first = False

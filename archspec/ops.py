@@ -43,6 +43,8 @@ class Op:
     module: Callable | None = None  # (in_dim expr, attr exprs) -> "nn.X(...)"
     function: Callable | None = None  # (x expr, attr exprs) -> "F.x(x, ...)"
     inferred: str | None = None  # constructor argument inferred from the input (in_channels ...)
+    out_attr: str | None = None  # attribute that sets the output channels/features (None: unchanged)
+    opaque_out: bool = False  # output size is not a channel count code can name (flatten: C*H*W)
     merge: bool = False
     doc: str = ""
 
@@ -246,14 +248,14 @@ def _kw(op: Op, exprs: dict, skip=(), positional=()) -> list[str]:
 
 
 def _mod(cls, positional=(), inferred=True, extra=()):
-    def render(in_expr, exprs, op):
+    def render(in_expr, exprs, op, inplace=True):
         args = ([in_expr] if inferred else []) + _kw(op, exprs, positional=positional) + list(extra)
         return f"nn.{cls}({', '.join(args)})"
     return render
 
 
 def _fn(template, positional=(), extra=()):
-    def render(x, exprs, op):
+    def render(x, exprs, op, inplace=True):
         args = [x] + _kw(op, exprs, positional=positional) + list(extra)
         return f"{template}({', '.join(args)})"
     return render
@@ -277,7 +279,8 @@ _register(Op(
     (Attr("out_channels", "int"), Attr("kernel_size", "size"), Attr("stride", "size", 1), Attr("padding", "size", 0),
      Attr("dilation", "size", 1), Attr("groups", "int", 1), Attr("bias", "bool", True)),
     _conv_shape, _conv_tensors, macs=_conv_macs, counted=True, weight_layer=True, stateful=True,
-    spatial=_spatial_attrs, module=_mod("Conv2d", positional=("out_channels",)), inferred="in_channels",
+    spatial=_spatial_attrs, module=_mod("Conv2d", positional=("out_channels",)),
+    inferred="in_channels", out_attr="out_channels",
     doc="2-D convolution; in_channels comes from the input"))
 _register(Op(
     "batchnorm2d",
@@ -285,8 +288,9 @@ _register(Op(
      Attr("track_running_stats", "bool", True)),
     _bn_shape, _bn_tensors, stateful=True, module=_mod("BatchNorm2d"), inferred="num_features",
     doc="batch normalisation over channels; num_features comes from the input"))
-_register(Op("relu", (), _same, module=lambda i, e, op: "nn.ReLU(inplace=True)",
-             function=lambda x, e, op: f"F.relu({x}, inplace=True)", doc="rectified linear unit (in place)"))
+_register(Op("relu", (), _same, module=lambda i, e, op, inplace=True: "nn.ReLU(inplace=True)" if inplace else "nn.ReLU()",
+             function=lambda x, e, op, inplace=True: f"F.relu({x}, inplace=True)" if inplace else f"F.relu({x})",
+             doc="rectified linear unit (in place where the input is not shared)"))
 _register(Op(
     "maxpool2d", (*_POOL_ATTRS, Attr("dilation", "size", 1), Attr("ceil_mode", "bool", False)),
     _pool_shape("maxpool2d"), spatial=_spatial_attrs,
@@ -308,23 +312,24 @@ _register(Op(
 _register(Op(
     "linear", (Attr("out_features", "int"), Attr("bias", "bool", True)), _linear_shape, _linear_tensors,
     macs=_linear_macs, counted=True, weight_layer=True, stateful=True,
-    module=_mod("Linear", positional=("out_features",)), inferred="in_features",
+    module=_mod("Linear", positional=("out_features",)), inferred="in_features", out_attr="out_features",
     doc="fully connected layer; in_features comes from the input"))
 _register(Op(
     "dropout", (Attr("p", "float", 0.5),), _dropout_shape, stateful=True,
     module=_mod("Dropout", inferred=False, positional=("p",)), doc="dropout (active in training only)"))
 _register(Op(
     "flatten", (Attr("start_dim", "int", 1),), _flatten_shape,
-    module=lambda i, e, op: "nn.Flatten(1)", function=lambda x, e, op: f"torch.flatten({x}, 1)",
-    doc="flatten all but the batch dimension"))
+    module=lambda i, e, op, inplace=True: "nn.Flatten(1)", function=lambda x, e, op, inplace=True: f"torch.flatten({x}, 1)",
+    opaque_out=True, doc="flatten all but the batch dimension"))
 _register(Op(
     "local_response_norm",
     (Attr("size", "int"), Attr("alpha", "float", 1e-4), Attr("beta", "float", 0.75), Attr("k", "float", 1.0)),
     _lrn_shape, module=_mod("LocalResponseNorm", positional=("size",), inferred=False),
     function=_fn("F.local_response_norm", positional=("size",)), doc="local response normalisation across channels"))
-_register(Op("identity", (), _same, module=lambda i, e, op: "nn.Identity()", function=lambda x, e, op: x,
+_register(Op("identity", (), _same, module=lambda i, e, op, inplace=True: "nn.Identity()",
+             function=lambda x, e, op, inplace=True: x,
              doc="passes its input through"))
-_register(Op("scale", (Attr("factor", "float"),), _same, function=lambda x, e, op: f"{x} * {e['factor']}",
+_register(Op("scale", (Attr("factor", "float"),), _same, function=lambda x, e, op, inplace=True: f"{x} * {e['factor']}",
              doc="multiplies by a constant (residual scaling in Inception-ResNet)"))
 _register(Op("concat", (), _concat_shape, merge=True, doc="concatenation along channels"))
 _register(Op("add", (), _add_shape, merge=True, doc="element-wise sum"))
