@@ -316,9 +316,9 @@ def _legend_html(v: View) -> str:
 def _members(v: View, cluster: Cluster | None) -> list:
     """What a cluster (None: the top level) holds, boxes and clusters, in *reverse* network order.
 
-    dot lays the members of one rank out right to left in the order they are declared (measured
-    with Graphviz 2.43-9.0 on every shipped spec), so declaring them backwards puts parallel
-    branches left to right in spec order.
+    dot tends to lay the members of one rank out right to left in the order they are declared
+    (measured with Graphviz 2.43 on every shipped spec at depths 1-4), so declaring them backwards
+    puts parallel branches left to right in spec order. Layout only: the graph is the same.
     """
     order = {box_id: i for i, box_id in enumerate(v.boxes)}
     if cluster is None:
