@@ -17,7 +17,7 @@ from .errors import ArchspecError, ErrorList, Loc, SpecError, raise_all
 from .load import LDict, LList, join_path, loc_of
 
 # Names with a meaning of their own where a layer name is expected.
-RESERVED = {"concat", "add", "repeat", "body", "if", "self", "forward", "training", "x"}
+RESERVED = {"concat", "add", "if", "self", "forward", "training", "x"}
 
 
 # --- the document -----------------------------------------------------------------------------
@@ -245,7 +245,9 @@ class _Items:
         if not isinstance(raw, dict):
             raise SpecError(f"expected a layer (a call, {{name: call}} or {{concat: [...]}}), got {exprs.describe(raw)}", loc)
         keys = list(raw)
-        if "repeat" in raw:
+        # `repeat` is the unrolling construct when it comes with `body`; alone it is a module name
+        # (timm's Inception-ResNet-v2 calls its 35x35 stage `repeat`).
+        if "repeat" in raw and ("body" in raw or sequential):
             if not sequential:
                 raise SpecError("repeat: is only allowed inside an nn.Sequential list (modules are then numbered)", loc)
             extra = [k for k in keys if k not in ("repeat", "body")]

@@ -8,9 +8,7 @@ tests need neither that implementation nor torch:
 * inception_v4, inception_resnet_v2: timm 1.0.31, ``inception_v4`` / ``inception_resnet_v2``.
 
 The state_dict fingerprints are sha256 over the reference's ordered ``key:shape`` lines (the shape
-written as ``AxBxC``, empty for a scalar), taken from the reference model itself; for
-Inception-ResNet-v2 after renaming timm's ``repeat.`` prefix to ``repeat_0.`` (``repeat`` is a
-reserved word of the spec language; see docs/lineage.md). The hand-computed numbers below are
+written as ``AxBxC``, empty for a scalar), taken from the reference model itself. The hand-computed numbers below are
 written out as arithmetic so that a reader can check them against the papers' figures.
 """
 from __future__ import annotations
@@ -30,7 +28,7 @@ MEASURED = {
     "inception_v4": (42_679_816, 63_317, 12_253_974_624, 76, 896,
                      "1ea1a56b49b65b981e8f9e5adfbcfda89c65010a61bbe9295fda33a143c54fac"),
     "inception_resnet_v2": (55_843_464, 60_748, 13_155_794_016, 176, 1306,
-                            "a630225752fea237f05b931725a81313704c7a259873d6303a5f3e5aef791af9"),
+                            "fcf0d54bd7e3c897e55197707d2ad8d2bb60aae4eea91b86f460ae795c22c210"),
 }
 INPUT = {"inception_v2": [3, 224, 224], "inception_v4": [3, 299, 299], "inception_resnet_v2": [3, 299, 299]}
 
@@ -90,7 +88,7 @@ def test_state_dict_spot_checks(compiled):
     assert dict(v4)["features.21.branch2_3b.conv.weight"] == (256, 512, 3, 1)
     assert dict(v4)["features.11.branch2.4.conv.weight"] == (256, 224, 1, 7)
     ir = dict(state_dict_shapes(compiled("specs/inception_resnet_v2.yaml").graph))
-    assert ir["repeat_0.9.conv2d.bias"] == (320,)  # timm: repeat.9.conv2d.bias
+    assert ir["repeat.9.conv2d.bias"] == (320,)
     assert ir["repeat_1.19.branch1.2.conv.weight"] == (192, 160, 7, 1)
     assert ir["block8.conv2d.weight"] == (2080, 448, 1, 1)
     assert ir["classif.weight"] == (1000, 1536)
@@ -172,8 +170,8 @@ def test_inception_resnet_v2_residual_block_by_arithmetic(compiled):
                + basic(320, 32, 1) + basic(32, 48, 3) + basic(48, 64, 3)
                + (32 + 32 + 64) * 320 + 320)  # conv2d: 1x1 back to 320 channels, with bias, no BN
     assert block35 == 123_168
-    assert c.analysis.modules["repeat_0.0"]["params"] == block35
-    assert c.analysis.modules["repeat_0"]["params"] == 10 * block35
+    assert c.analysis.modules["repeat.0"]["params"] == block35
+    assert c.analysis.modules["repeat"]["params"] == 10 * block35
     block17 = basic(1088, 192, 1) + basic(1088, 128, 1) + basic(128, 160, 1, 7) + basic(160, 192, 7, 1) + 384 * 1088 + 1088
     assert c.analysis.modules["repeat_1"]["params"] == 20 * block17 == 22_535_680
     block8 = basic(2080, 192, 1) + basic(2080, 192, 1) + basic(192, 224, 1, 3) + basic(224, 256, 3, 1) + 448 * 2080 + 2080
@@ -201,7 +199,7 @@ def test_inception_resnet_v2_stage_shapes(compiled):
     measured = {
         "conv2d_1a": [32, 149, 149], "conv2d_2a": [32, 147, 147], "conv2d_2b": [64, 147, 147],
         "maxpool_3a": [64, 73, 73], "conv2d_3b": [80, 73, 73], "conv2d_4a": [192, 71, 71],
-        "maxpool_5a": [192, 35, 35], "mixed_5b": [320, 35, 35], "repeat_0": [320, 35, 35],
+        "maxpool_5a": [192, 35, 35], "mixed_5b": [320, 35, 35], "repeat": [320, 35, 35],
         "mixed_6a": [1088, 17, 17], "repeat_1": [1088, 17, 17], "mixed_7a": [2080, 8, 8],
         "repeat_2": [2080, 8, 8], "block8": [2080, 8, 8], "conv2d_7b": [1536, 8, 8],
         "global_pool": [1536], "head_drop": [1536], "classif": [1000]}
@@ -219,11 +217,12 @@ def test_reduction_a_is_shared_by_v4_and_irv2(compiled):
     assert ir["output_shape"][0] == 384 + 384 + 320
 
 
-def test_repeat_cannot_name_a_module(tmp_path):
-    # Why Inception-ResNet-v2 says repeat_0 where timm says repeat: the word starts a repeat item.
+def test_repeat_names_a_module_unless_it_has_a_body(tmp_path):
+    # timm calls Inception-ResNet-v2's 35x35 stage `repeat`; only {repeat: N, body: [...]} unrolls.
     spec = tmp_path / "s.yaml"
     spec.write_text("archspec: 1\nname: s\ninput: [3, 8, 8]\nlayers:\n"
-                    "  - repeat: [\"conv2d(4, 3)\"]\n  - flatten\n  - fc: linear(2)\n")
-    with pytest.raises(ArchspecError) as info:
-        compile_spec(str(spec))
-    assert "repeat" in str(info.value)
+                    "  - repeat: [\"conv2d(4, 3)\", {repeat: 2, body: [\"conv2d(4, 1)\"]}]\n"
+                    "  - flatten\n  - fc: linear(2)\n")
+    c = compile_spec(str(spec))
+    assert [k for k, _ in state_dict_shapes(c.graph)][:6] == [
+        "repeat.0.weight", "repeat.0.bias", "repeat.1.weight", "repeat.1.bias", "repeat.2.weight", "repeat.2.bias"]
