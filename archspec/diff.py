@@ -175,10 +175,16 @@ class _Side:
 
     # --- what a unit is and what it costs ---
     def params(self, u: Unit) -> int:
-        return self.mods[u.path]["params"] if u.kind == "module" else self.g.nodes[u.node]["params"]
+        return self._cost(u, "params")
 
     def macs(self, u: Unit) -> int:
-        return self.mods[u.path]["macs"] if u.kind == "module" else self.g.nodes[u.node]["macs"]
+        return self._cost(u, "macs")
+
+    def _cost(self, u: Unit, key: str) -> int:
+        if u.kind == "module":
+            return self.mods[u.path][key]
+        inside = sum(self._cost(x, key) for br in u.branches for x in br)  # a merge costs its branches
+        return inside + self.g.nodes[u.node][key]
 
     def out_shape(self, u: Unit):
         return self.g.nodes[u.node]["shape"]
@@ -298,7 +304,7 @@ class Change:
     kind: str  # changed | replaced | removed | added | renamed
     summary: str  # exact words, channels included
     key: str  # words without per-place numbers: changes with the same key are grouped
-    a: list  # [(path, type, text, output_shape, params, macs)] on side A
+    a: list  # on side A: [{path, type, text, output_shape, params, macs}], one per module or op
     b: list
     part: str
     params_delta: int = 0
@@ -425,8 +431,11 @@ class _Differ:
     def run(self):
         ea, eb = self.A.c.expanded, self.B.c.expanded
         if tuple(ea.input) != tuple(eb.input):
+            side = lambda shape: [{"path": "input", "type": "input", "text": "x".join(map(str, shape)),  # noqa: E731
+                                   "output_shape": _shape(shape), "params": 0, "macs": 0}]
             self.changes.append(Change("changed", f"input {_shape_text(ea.input)} -> {_shape_text(eb.input)}",
-                                       "input size", [], [], "main", 0, 0, [("input", ea.input, eb.input)]))
+                                       "input size", side(ea.input), side(eb.input), "main", 0, 0,
+                                       [("input", tuple(ea.input), tuple(eb.input))]))
         self.align(self.A.units(ea.model), self.B.units(eb.model))
         self.aux_heads()
         self.find_renames()
@@ -696,6 +705,8 @@ def _braces(values: tuple) -> str:
         return values[0]
     pre = _common(values)
     suf = _common([v[len(pre):][::-1] for v in values])[::-1]
+    while suf and suf[0].isalnum():  # a suffix starts at a separator: {2a,2b}_3x3, not {relu_,pool_s}2
+        suf = suf[1:]
     mid = [v[len(pre):len(v) - len(suf)] for v in values]
     if any(not m for m in mid):
         pre, suf, mid = "", "", list(values)

@@ -63,7 +63,7 @@ def _defs() -> dict:
             "maxProperties": 2,
             "anyOf": [{"maxProperties": 1}, {"required": ["if"]}],
             "properties": {"if": {**_ref("Expr"), "description": "the module exists only when this is true"}},
-            "propertyNames": {"pattern": IDENT, "not": {"enum": ["concat", "add", "repeat", "body"]}},
+            "propertyNames": {"pattern": IDENT, "not": {"enum": ["concat", "add", "body"]}},
             "additionalProperties": {"anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}]},
         },
         "Merge": {

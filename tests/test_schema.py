@@ -49,6 +49,7 @@ BASE = {"archspec": 1, "name": "n", "input": [3, 32, 32], "layers": ["relu"]}
     ({**BASE, "layers": [{"concat": [["relu"]]}]}, "a merge needs two branches"),
     ({**BASE, "layers": [{"concat": [["relu"], ["relu"]], "x": "relu"}]}, "concat combined with a name"),
     ({**BASE, "layers": [{"repeat": 2, "body": ["relu"]}]}, "repeat outside an nn.Sequential"),
+    ({**BASE, "layers": [{"repeat": 2}]}, "a module named repeat needs a call or a list"),
     ({**BASE, "layers": [{"1x1": "relu"}]}, "a name that is not an identifier"),
     ({**BASE, "layers": [42]}, "a number is not a layer"),
     ({**BASE, "blocks": {"B": {"args": {"c": "integer"}, "layers": ["relu"]}}}, "unknown argument type"),
@@ -62,6 +63,7 @@ def test_schema_refuses(validator, doc, why):
 
 @pytest.mark.parametrize("doc", [
     BASE,
+    {**BASE, "layers": [{"repeat": [{"repeat": 2, "body": ["relu"]}]}]},  # 'repeat' names a module without body:
     {**BASE, "layers": [{"seq": ["relu", ["relu", {"repeat": "n * 2", "body": ["relu"]}]]}, {"bn": "relu", "if": "use_bn"},
                         {"add": [[], ["relu"]]}, {"concat": [{"a": "relu"}, ["relu", {"b": "conv2d(8, 1)"}]]}]},
     {"archspec": 1, "extends": "googlenet.yaml", "name": "v", "blocks": {"Old": None},
