@@ -280,7 +280,8 @@ class _Generator:
         for a in block.args:
             if a.name in self.reserved or a.name in self.blocks:
                 raise GenerateError(f"argument '{a.name}' of block {name} clashes with a name the generated module uses", a.loc)
-        out = self.body(block.layers, self.first_steps(scope), "x", ast.Name("in_channels", ast.Load()), scope, "", fresh=False)
+        out = self.body(block.layers, self.first_steps(scope), "x", "x", ast.Name("in_channels", ast.Load()), scope, "",
+                        fresh=False)
         self.out_channels[name] = out
         params = ["self", "in_channels: int"]
         for a in block.args:
@@ -300,20 +301,25 @@ class _Generator:
     def first_steps(self, scope: _Scope):
         return scope.instances[0].body if scope.instances else None
 
-    def body(self, items: list, steps, var: str, ch, scope: _Scope, rel_prefix: str, fresh: bool):
-        """Emit ``items`` of a block or model body; returns the output channel expression."""
+    def body(self, items: list, steps, src: str, dst: str, ch, scope: _Scope, rel_prefix: str, fresh: bool):
+        """Emit ``items`` of a body: the first reads ``src``, every one writes ``dst``.
+
+        ``fresh`` says whether the tensor being read was made in this scope (so an in-place ReLU
+        cannot touch a tensor someone else still holds). Returns the output channel expression.
+        """
         for i, item in enumerate(items):
             step = steps[i] if steps is not None and i < len(steps) else None
-            ch, fresh = self.item(item, step, var, ch, scope, rel_prefix, fresh)
+            ch, fresh = self.item(item, step, src, dst, ch, scope, rel_prefix, fresh)
+            src = dst
         return ch
 
-    def item(self, item, step, var: str, ch, scope: _Scope, rel_prefix: str, fresh: bool):
+    def item(self, item, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str, fresh: bool):
         if isinstance(item, CallItem):
             op = OPS[item.call.name]
             exprs_ = self.attr_exprs(item.call.name, item.call, scope, in_forward=True)
-            text = op.function(var, exprs_, op, inplace=fresh)
-            shape = self.node_shape(step)
-            scope.forward.append(_stmt(f"{var} = {text}", shape))
+            text = op.function(src, exprs_, op, inplace=fresh)
+            if text != dst:  # identity on the same variable writes nothing
+                scope.forward.append(_stmt(f"{dst} = {text}", self.node_shape(step)))
             return self.channels_after(item.call, ch), fresh if item.call.name == "identity" else True
         if isinstance(item, NamedItem):
             rel = f"{rel_prefix}{item.name}"
@@ -326,57 +332,39 @@ class _Generator:
             lines = f"self.{item.name} = {ctor}".split("\n")
             if item.cond is not None:
                 scope.init += [f"if {_src(item.cond)}:", *_indent(lines), "else:", f"    self.{item.name} = None"]
-                scope.forward.append(_stmt(f"{var} = self.{item.name}({var}) if self.{item.name} is not None else {var}", shape))
+                call = f"self.{item.name}({src}) if self.{item.name} is not None else {src}"
+                scope.forward.append(_stmt(f"{dst} = {call}", shape))
                 same = out is not None and ch is not None and _src(out) == _src(ch)
-                return (out if same else None), fresh  # may be the input itself: not fresh
-            lines = f"self.{item.name} = {ctor}".split("\n")
+                return (out if same else None), fresh and src == dst  # may be the input itself
             scope.init += lines
-            scope.forward.append(_stmt(f"{var} = self.{item.name}({var})", shape))
+            scope.forward.append(_stmt(f"{dst} = self.{item.name}({src})", shape))
             return out, True
         if isinstance(item, MergeItem):
-            return self.merge(item, step, var, ch, scope, rel_prefix), True
+            return self.merge(item, step, src, dst, ch, scope, rel_prefix), True
         raise GenerateError("repeat: outside an nn.Sequential", item.loc)
 
-    def merge(self, item: MergeItem, step, var: str, ch, scope: _Scope, rel_prefix: str):
+    def merge(self, item: MergeItem, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
+        """Each branch reads ``src`` into its own variable; concat or sum them into ``dst``."""
         outs, chans = [], []
         for j, branch in enumerate(item.branches):
             sub_steps = step.branches[j] if isinstance(step, Merge) else None
-            if not branch:
-                outs.append(var)
+            if not branch:  # identity
+                outs.append(src)
                 chans.append(ch)
                 continue
             if item.kind == "add":  # residual sums read best as torchvision writes them
-                label = "out" if not outs else "identity"
+                label = "out" if not any(item.branches[:j]) else "identity"
             else:
                 label = step.labels[j] if isinstance(step, Merge) else f"branch{j + 1}"
             local = scope.local(_var_name(label, j))
-            first = branch[0]
-            # A branch reads the shared input; its first step writes its own variable.
-            out_ch = self.branch(branch, sub_steps, var, local, ch, scope, rel_prefix)
+            chans.append(self.body(branch, sub_steps, src, local, ch, scope, rel_prefix, fresh=False))
             outs.append(local)
-            chans.append(out_ch)
         shape = self.node_shape(step)
         if item.kind == "concat":
-            scope.forward.append(_stmt(f"{var} = torch.cat([{', '.join(outs)}], 1)", shape))
+            scope.forward.append(_stmt(f"{dst} = torch.cat([{', '.join(outs)}], 1)", shape))
             return _sum(chans)
-        scope.forward.append(_stmt(f"{var} = {' + '.join(outs)}", shape))
+        scope.forward.append(_stmt(f"{dst} = {' + '.join(outs)}", shape))
         return chans[0]
-
-    def branch(self, items, steps, src: str, local: str, ch, scope: _Scope, rel_prefix: str):
-        """Emit a branch into variable ``local``; the first statement reads ``src``."""
-        start = len(scope.forward)
-        scope.forward.append(f"{local} = {src}")
-        ch = self.body(items, steps, local, ch, scope, rel_prefix, fresh=False)
-        # Fold the copy into the first statement: `b = x; b = self.m(b)` -> `b = self.m(x)`.
-        if len(scope.forward) > start + 1:
-            first = scope.forward[start + 1]
-            code, sep, comment = first.partition("  # ")
-            lhs, _, rhs = code.partition(" = ")
-            if lhs == local:
-                rhs = _replace_var(rhs, local, src)
-                scope.forward[start + 1] = f"{lhs} = {rhs}" + (sep + comment if sep else "")
-                del scope.forward[start]
-        return ch
 
     def sequential(self, items: list, ch, scope: _Scope, rel: str, loc) -> tuple:
         entries: list = []
@@ -471,7 +459,7 @@ class _Generator:
         fresh = False
         for i, item in enumerate(c.resolved.layers):
             step = model_mod.body[i] if i < len(model_mod.body) else None
-            channels, fresh = self.item(item, step, "x", channels, scope, "", fresh)
+            channels, fresh = self.item(item, step, "x", "x", channels, scope, "", fresh)
             name = item.name if isinstance(item, NamedItem) else None
             for head in heads_after.get(name, []) if name else []:
                 self.aux_init(head, aux_items[head.name], scope)
@@ -563,16 +551,6 @@ def _var_name(label: str, j: int) -> str:
     # torchvision's style: the branch of branch5x5_1, branch5x5_2 is held in `branch5x5`.
     stem = label[:-2] if label.endswith("_1") and len(label) > 2 else label
     return stem if is_identifier(stem) else f"branch{j + 1}"
-
-
-def _replace_var(rhs: str, old: str, new: str) -> str:
-    tree = ast.parse(rhs, mode="eval")
-
-    class _T(ast.NodeTransformer):
-        def visit_Name(self, n):
-            return ast.Name(new, ast.Load()) if n.id == old else n
-
-    return ast.unparse(_T().visit(tree))
 
 
 def _stmt(code: str, shape) -> str:
