@@ -245,3 +245,19 @@ def test_public_api_diff_survives_the_import_of_its_module():
     first = archspec.diff(f"{FIX}/mini.yaml", f"{FIX}/mini_wide.yaml")  # imports archspec.diff
     again = archspec.diff(f"{FIX}/mini.yaml", f"{FIX}/mini_wide.yaml")  # the name now holds the module
     assert first.totals() == again.totals() and not again.identical
+
+
+def test_deltas_add_up_for_every_pair_of_shipped_specs(compiled):
+    """Flat and nested layouts, different input sizes, residual and Inception blocks: every
+    parameter and every eval MAC of the difference is in exactly one change."""
+    import itertools
+
+    from archspec.diff import diff_compiled
+    from archspec.pipeline import spec_files
+
+    specs = spec_files(str(ROOT / "specs"))
+    assert len(specs) >= 2
+    for a, b in itertools.permutations(specs, 2):
+        d = diff_compiled(compiled(a), compiled(b))
+        assert_deltas_add_up(d)
+        assert d.text() and d.markdown() and json.dumps(d.to_json())
