@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--input", type=_input_shape, metavar="CxHxW", help="override the input size, e.g. 3x299x299")
         sp.add_argument("--num-classes", type=_positive, metavar="N", help="override the number of classes")
         sp.add_argument("--format", choices=("text", "json"), default="text")
-        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        # SUPPRESS: a subcommand's own default must not undo `archspec --debug COMMAND`
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     c = sub.add_parser("check", help="validate specs and print shapes, parameters and MACs")
     common(c)
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("diff", "compare two specs"), ("draw", "draw a spec as DOT, SVG or Mermaid"),
                            ("schema", "print the JSON Schema of the spec language")):
         sp = sub.add_parser(name, help=helptext)
-        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if name == "diff":
             sp.add_argument("a", metavar="A")
             sp.add_argument("b", metavar="B")

@@ -34,6 +34,7 @@ class ArchspecError(Exception):
     stage = "archspec"
 
     def __init__(self, message: str, loc: Loc | None = None, node: str | None = None):
+        message = printable(message)
         super().__init__(message)
         self.message = message
         self.loc = loc
@@ -52,15 +53,16 @@ class ArchspecError(Exception):
         }
 
     def format(self, with_source: bool = True) -> str:
-        head = f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
+        head = f"{printable(str(self.loc))}: error: {self.message}" if self.loc else f"error: {self.message}"
         if not (with_source and self.loc):
             return head
         lines = [head]
         if self.loc.path:
-            lines.append(f"  in {self.loc.path}")
+            lines.append(f"  in {printable(self.loc.path)}")
         text = source_line(self.loc.file, self.loc.line)
         if text is not None:
-            text, col = _window(text, self.loc.col)
+            col = len(printable(text[:max(self.loc.col - 1, 0)])) + 1
+            text, col = _window(printable(text), col)
             gutter = f"{self.loc.line:>5} | "
             lines.append(gutter + text)
             lines.append(" " * (len(gutter) - 2) + "| " + " " * max(col - 1, 0) + "^")
@@ -155,6 +157,14 @@ def raise_all(errors: list[ArchspecError]) -> None:
         raise errors[0]
     if errors:
         raise ErrorList(errors)
+
+
+def printable(text: str) -> str:
+    """Escape control and format characters, so that a string from a spec can neither forge extra
+    error lines (a newline) nor drive the terminal (ESC) or reorder what it shows (U+202E)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 SHOWN_WIDTH = 120  # a longer source line is shown as a window around the column

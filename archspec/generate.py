@@ -168,6 +168,11 @@ class _Generator:
         self.classes: dict = {}  # block name -> ClassCode (insertion = emission order)
         self.out_channels: dict = {}  # block name -> ast expr over its args (None: not symbolic)
         self.model_class = class_name_of(compiled.resolved.spec)
+        if {self.model_class, self.model_class + "Outputs"} & MODULE_NAMES:  # e.g. class_name: F
+            data = compiled.resolved.data
+            key = "class_name" if "class_name" in data else "name"
+            raise GenerateError(f"model class '{self.model_class}' clashes with a name the generated module uses",
+                                data.loc_of(key) if hasattr(data, "loc_of") else None)
         self.reserved = MODULE_NAMES | {self.model_class, self.model_class + "Outputs"}
         for name in self.blocks:
             if name in self.reserved or keyword.iskeyword(name):

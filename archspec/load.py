@@ -141,6 +141,7 @@ def _measure(root, file: str) -> None:
         raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", _mark(file, node.start_mark, path))
 
 
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _KINDS = {bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
 
 
@@ -161,6 +162,8 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", _mark(self.file, node.start_mark, path))
         loc = _mark(self.file, node.start_mark, path)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+            raise LoadError(f"unsupported YAML tag {node.tag}", loc)  # !!python/object/apply:..., !!set, !!omap
         if isinstance(node, yaml.MappingNode):
             out = LDict()
             out.loc, out.key_locs, out.value_locs = loc, {}, {}
@@ -265,6 +268,11 @@ def parse_yaml(text: str, file: str):
         loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file)
         prefix = "" if problem.startswith("nesting deeper") else "invalid YAML: "
         raise LoadError(f"{prefix}{problem}", loc) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not accept, found before parsing
+        at = text.find(chr(exc.character))  # libyaml reports a byte offset, PyYAML a character index
+        before = text[:at if at >= 0 else exc.position]
+        loc = Loc(file, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+        raise LoadError(f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}", loc) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid YAML: {exc}", Loc(file)) from None
     except RecursionError:
