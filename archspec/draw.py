@@ -265,7 +265,7 @@ def _legend(c) -> list:
     from .report import _human
 
     t = c.analysis.totals
-    lines = [f"{c.name}  ({_dims(c.expanded.input)} -> {_dims(c.analysis.output)})"]
+    lines = [f"{c.name}  ({_dims(c.expanded.input)} → {_dims(c.analysis.output)})"]
     if len(t.params_by_part) > 1:
         lines.append(f"params: {t.params:,} training, {t.params_eval:,} eval")
     else:
@@ -423,7 +423,8 @@ _MERMAID_WORDS = {"end", "graph", "flowchart", "subgraph", "style", "classdef", 
 
 
 def _mm(text: str) -> str:
-    return text.replace("&", "&amp;").replace('"', "#quot;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text inside a quoted Mermaid label, with Mermaid's own entity codes."""
+    return text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#60;").replace(">", "#62;")
 
 
 def _mm_cluster(v: View, c: Cluster, out: list, ind: str, placed: set, ident) -> None:
