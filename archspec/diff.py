@@ -807,8 +807,6 @@ class Diff:
 
     # --- text ---
     def text(self) -> str:
-        from .report import _human
-
         a, b = self.a, self.b
         lines = [f"A: {a.name}  ({a.file})", f"B: {b.name}  ({b.file})", ""]
         groups = self.groups
@@ -821,7 +819,7 @@ class Diff:
             for g in groups:
                 lines.append("")
                 lines.extend(self._group_lines(g))
-        lines += ["", *self._totals_lines(_human)]
+        lines += ["", *self._totals_lines()]
         mods = self.modules()
         if mods and groups:
             lines += ["", *self._module_lines(mods)]
@@ -864,7 +862,7 @@ class Diff:
                 lines.append(f"      {c.location}: {c.summary}   params {_n(pa)} -> {_n(pb)}{pct}   MACs {_signed(c.macs_delta)}")
         return lines
 
-    def _totals_lines(self, human) -> list:
+    def _totals_lines(self) -> list:
         t = self.totals()
         an, bn = self.a.name, self.b.name
         rows = [("", an, bn, "change", "B/A")]
