@@ -1,6 +1,6 @@
 """archspec: an architecture-spec compiler for deep vision networks.
 
-The public API is small; everything else is internal.
+The public API is small (``load``, ``check``, ``build``, ``diff``); everything else is internal.
 
 >>> import archspec
 >>> c = archspec.check("specs/googlenet.yaml")          # doctest: +SKIP
@@ -8,6 +8,9 @@ The public API is small; everything else is internal.
 6624904
 """
 from __future__ import annotations
+
+import sys
+import types
 
 __version__ = "0.1.0"
 __all__ = ["load", "check", "build", "diff", "ArchspecError"]
@@ -32,14 +35,38 @@ def check(path: str, input_shape=None, num_classes=None):
 
 def build(path: str, deploy: bool = False) -> str:
     """Return the generated PyTorch source for a spec (nothing is written)."""
-    from .generate import generate
     from .pipeline import compile_spec
 
-    return generate(compile_spec(path), deploy=deploy)
+    compiled = compile_spec(path)
+    if deploy:
+        from .deploy import generate_deploy
+
+        return generate_deploy(compiled)
+    from .generate import generate
+
+    return generate(compiled)
 
 
-def diff(a: str, b: str):
+def diff(a: str, b: str, code: bool = False):
     """Compare two specs after analysis."""
     from .diff import diff_specs
 
-    return diff_specs(a, b)
+    return diff_specs(a, b, code)
+
+
+_API = {"load": load, "build": build, "diff": diff}
+
+
+class _Package(types.ModuleType):
+    """Importing the stage modules archspec.load, .build and .diff binds each over the public
+    function of the same name. Keep both working: the module becomes callable as the function."""
+
+    def __setattr__(self, name, value):
+        func = _API.get(name)
+        if func is not None and isinstance(value, types.ModuleType) and not callable(value):
+            value.__class__ = type(f"_Callable_{name}", (types.ModuleType,),
+                                   {"__call__": lambda self, *a, **k: func(*a, **k)})
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -42,12 +42,22 @@ def _signals_deferred():
             raise KeyboardInterrupt
 
 
+def _mode_for(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".archspec-", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; keep the file's mode, else the umask's
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
             fh.flush()

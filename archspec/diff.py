@@ -22,7 +22,6 @@ from __future__ import annotations
 import difflib
 import json
 import sys
-import types
 from dataclasses import dataclass, field
 
 from .expand import Apply, Func, Merge, Module
@@ -1009,14 +1008,3 @@ def run_diff(args) -> int:
     else:
         print(d.text(), end="")
     return EXIT_SAME if d.identical else EXIT_DIFFERENT
-
-
-class _CallableModule(types.ModuleType):
-    """``archspec.diff(a, b)`` must keep working after this module is imported: importing a
-    submodule binds its name in the package, over the public function of the same name."""
-
-    def __call__(self, a: str, b: str, code: bool = False) -> Diff:
-        return diff_specs(a, b, code)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -235,3 +235,21 @@ def test_verify_reports_differences(tmp_path, built):
     messages = [e.message for e in flatten(info.value)]
     assert "module features.2: generated output [64, 18, 18], analysis [64, 27, 27]" in messages
     assert any(m.startswith("MACs: generated ") for m in messages)
+
+
+def test_written_files_follow_the_umask_and_keep_their_mode(tmp_path):
+    from archspec.build import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.py"
+        write_atomic(str(fresh), "x = 1\n")
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        kept = tmp_path / "kept.py"
+        kept.write_text("old\n")
+        kept.chmod(0o640)
+        write_atomic(str(kept), "new\n")
+        assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "new\n"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".archspec-")] == []
+    finally:
+        os.umask(old)
