@@ -93,10 +93,17 @@ def analyse(g: nx.DiGraph) -> Analysis:
     """Annotate every node and total the network; shape errors name the module and the spec line."""
     errors = []
     input_hw = tuple(g.graph["input"][1:])
-    for node in nx.topological_sort(g):
-        data = g.nodes[node]
+    order = list(nx.topological_sort(g))
+    nodes = g.nodes
+    # Totals per part and per module path are summed in the same pass (one visit of each node
+    # matters for large networks, whose nodes no longer fit in the CPU caches).
+    parts: dict = {part: [0, 0, 0] for part in ("main", *g.graph["aux"])}
+    own: dict = {}  # module path -> [params, buffers, macs] of its own nodes
+    weights: dict = {}  # node -> 1 for a layer with weights in the main network (depth)
+    for node in order:
+        data = nodes[node]
         op = OPS[data["op"]]
-        ins = [g.nodes[i].get("shape") for i in data["inputs"]]
+        ins = [nodes[i].get("shape") for i in data["inputs"]]
         if any(s is None for s in ins):  # an upstream error was already reported
             data["shape"] = None
             continue
@@ -114,34 +121,42 @@ def analyse(g: nx.DiGraph) -> Analysis:
         first = ins[0] if ins else None
         tensors = op.tensors(first, data["attrs"]) if first is not None else ()
         data["tensors"] = tensors
-        data["params"] = sum(math.prod(t[1]) for t in tensors if not t[2])
-        data["buffers"] = sum(math.prod(t[1]) for t in tensors if t[2])
-        data["macs"] = op.macs(first, shape, data["attrs"]) if first is not None else 0
+        params = buffers = 0
+        for _, tshape, is_buffer in tensors:
+            if is_buffer:
+                buffers += math.prod(tshape)
+            else:
+                params += math.prod(tshape)
+        macs = op.macs(first, shape, data["attrs"]) if first is not None else 0
+        data["params"], data["buffers"], data["macs"] = params, buffers, macs
+        sums = parts[data["part"]]
+        sums[0] += params
+        sums[1] += buffers
+        sums[2] += macs
+        sums = own.get(data["path"])
+        if sums is None:
+            own[data["path"]] = [params, buffers, macs]
+        else:
+            sums[0] += params
+            sums[1] += buffers
+            sums[2] += macs
+        weights[node] = 1 if op.weight_layer and data["part"] == "main" else 0
         if data["op"] == "input":
             data["rf"] = (1, 1, 1, 1)
         elif op.merge:
-            rfs = [g.nodes[i]["rf"] for i in data["inputs"]]
+            rfs = [nodes[i]["rf"] for i in data["inputs"]]
             data["rf"] = tuple(max(r[k] for r in rfs) for k in range(4))
         else:
-            data["rf"] = _receptive(op, data["attrs"], g.nodes[data["inputs"][0]]["rf"], first, shape, input_hw)
+            data["rf"] = _receptive(op, data["attrs"], nodes[data["inputs"][0]]["rf"], first, shape, input_hw)
     raise_all(errors)
-    return Analysis(g, _totals(g), _modules(g))
+    return Analysis(g, _totals(g, order, parts, weights), _modules(g, own))
 
 
-def _totals(g: nx.DiGraph) -> Totals:
-    by_part: dict = {"main": 0}
-    buf_part: dict = {"main": 0}
-    macs_part: dict = {"main": 0}
-    for part in g.graph["aux"]:
-        by_part[part] = buf_part[part] = macs_part[part] = 0
-    for _, d in g.nodes(data=True):
-        part = d["part"]
-        by_part[part] += d["params"]
-        buf_part[part] += d["buffers"]
-        macs_part[part] += d["macs"]
-    main = g.subgraph([n for n, d in g.nodes(data=True) if d["part"] == "main"])
-    weights = {n: 1 if OPS[d["op"]].weight_layer else 0 for n, d in main.nodes(data=True)}
-    depth = _longest(main, weights)
+def _totals(g: nx.DiGraph, order: list, parts: dict, weights: dict) -> Totals:
+    by_part = {part: sums[0] for part, sums in parts.items()}
+    buf_part = {part: sums[1] for part, sums in parts.items()}
+    macs_part = {part: sums[2] for part, sums in parts.items()}
+    depth = _longest(g, weights, order)
     return Totals(
         params=sum(by_part.values()), params_eval=by_part["main"], params_by_part=by_part,
         buffers=sum(buf_part.values()), buffers_eval=buf_part["main"], macs=macs_part["main"],
@@ -149,34 +164,40 @@ def _totals(g: nx.DiGraph) -> Totals:
     )
 
 
-def _longest(dag: nx.DiGraph, weights: dict) -> int:
-    # Node-weighted longest path: weight each edge by the layer it enters.
+def _longest(dag: nx.DiGraph, weights: dict, order: list) -> int:
+    # Node-weighted longest path: weight each edge by the layer it enters. Aux-head nodes weigh
+    # nothing, so the longest path of the whole graph is the main network's (an aux head only
+    # extends a main-network path, and nothing in the main network reads an aux head). Running on
+    # the whole graph with its known topological order avoids a subgraph view (10x slower).
     if dag.number_of_edges() == 0:
         return max(weights.values(), default=0)
-    for u, v in dag.edges:
-        dag.edges[u, v]["_w"] = weights[v]
-    path = nx.dag_longest_path(dag, weight="_w", default_weight=0)
+    for _, v, d in dag.edges(data=True):
+        d["_w"] = weights[v]
+    path = nx.dag_longest_path(dag, weight="_w", default_weight=0, topo_order=order)
     return sum(weights[n] for n in path)
 
 
-def _modules(g: nx.DiGraph) -> dict:
+def _modules(g: nx.DiGraph, own: dict) -> dict:
     """Per module path: output shape and the totals of everything inside it."""
     out = {}
+    nodes = g.nodes
     for path, entry in g.graph["modules"].items():
         out[path] = {"type": entry["type"], "kind": entry["kind"], "part": entry["part"],
-                     "output_shape": g.nodes[entry["output"]].get("shape") if entry["output"] else None,
-                     "input_shape": g.nodes[entry["input"]].get("shape"),
+                     "output_shape": nodes[entry["output"]].get("shape") if entry["output"] else None,
+                     "input_shape": nodes[entry["input"]].get("shape"),
                      "params": 0, "buffers": 0, "macs": 0}
-    for _, d in g.nodes(data=True):
-        path = d["path"]
-        parts = path.split(".") if path else []
-        for i in range(len(parts) + 1):
-            key = ".".join(parts[:i])
+    # Each path's own sums go to the path and to every enclosing path.
+    for path, (params, buffers, macs) in own.items():
+        key = path
+        while True:
             m = out.get(key)
             if m is not None:
-                m["params"] += d["params"]
-                m["buffers"] += d["buffers"]
-                m["macs"] += d["macs"]
+                m["params"] += params
+                m["buffers"] += buffers
+                m["macs"] += macs
+            if not key:
+                break
+            key = key[:key.rfind(".")] if "." in key else ""
     return out
 
 

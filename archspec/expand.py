@@ -152,6 +152,10 @@ class _Expander:
         self.count = 0
         self.too_large: ExpandError | None = None
         self.stack: list = []
+        # id(owner) -> (owner, {name: child}): duplicate names found in O(1), not by scanning the
+        # children (quadratic for a model of 1,000 top-level layers). The owner is held so that its
+        # id cannot be reused by another module while the expander lives.
+        self.child_names: dict = {}
 
     # -- entry points --
     def model(self, env: dict) -> Module:
@@ -197,6 +201,7 @@ class _Expander:
                     return Absent(item.name, item)
             child = self.named(item, env, owner, part)
             owner.children.append(child)
+            self._names_of(owner)[child.name] = child
             return Apply(child)
         if isinstance(item, MergeItem):
             self._count(item.loc)
@@ -207,10 +212,16 @@ class _Expander:
             return Merge(item.kind, branches, labels, item.loc, item)
         raise ExpandError("repeat: is only allowed inside an nn.Sequential list", item.loc)
 
+    def _names_of(self, owner: Module) -> dict:
+        entry = self.child_names.get(id(owner))
+        if entry is None:
+            entry = self.child_names[id(owner)] = (owner, {})
+        return entry[1]
+
     def _check_unique(self, owner: Module, name: str, loc: Loc) -> None:
-        for child in owner.children:
-            if child.name == name:
-                raise ExpandError(f"duplicate module name '{name}' in {owner.path or 'the model'} (first at line {child.item.loc.line if child.item else '?'})", loc)
+        child = self._names_of(owner).get(name)
+        if child is not None:
+            raise ExpandError(f"duplicate module name '{name}' in {owner.path or 'the model'} (first at line {child.item.loc.line if child.item else '?'})", loc)
 
     def named(self, item: NamedItem, env: dict, owner: Module, part: str) -> Module:
         path = f"{owner.path}.{item.name}" if owner.path else item.name

@@ -4,7 +4,9 @@ else reaches across stages.
 """
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import ExpectError, Loc, raise_all
@@ -40,16 +42,35 @@ def compile_spec(file: str, input_shape=None, num_classes: int | None = None, ch
     from .lower import lower
     from .transforms import apply_transforms
 
-    resolved = validate(load(file, root), file)
-    resolved, rewrites = apply_transforms(resolved, input_shape, num_classes)
-    expanded = expand(resolved, input_shape, num_classes)
-    graph = lint(lower(expanded))
-    analysis = analyse(graph)
+    with _gc_paused():
+        resolved = validate(load(file, root), file)
+        resolved, rewrites = apply_transforms(resolved, input_shape, num_classes)
+        expanded = expand(resolved, input_shape, num_classes)
+        graph = lint(lower(expanded))
+        analysis = analyse(graph)
     compiled = Compiled(file, resolved, expanded, graph, analysis, rewrites)
     overridden = input_shape is not None or num_classes is not None
     if check_expect and not overridden:
         check_expectations(compiled)
     return compiled
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while the stages build their (long-lived) structures.
+
+    Compiling allocates many small objects that all survive, so every collection the allocations
+    trigger scans a growing heap and finds almost nothing: 40% of the time of a 1,000-block spec.
+    The stages leave almost no cyclic garbage (peak memory is within 1% either way, see
+    docs/performance.md); the collector's previous state is restored on exit, errors included.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def check_expectations(c: Compiled) -> None:
