@@ -385,8 +385,9 @@ class _Generator:
     def seq_entries(self, items, ch, scope, rel, entries, counter, first):
         for item in items:
             if isinstance(item, RepeatItem):
-                ch = self.repeat(item, ch, scope, rel, entries, counter)
-                first = False
+                before = len(entries)
+                ch = self.repeat(item, ch, scope, rel, entries, counter, first)
+                first = first and len(entries) == before
                 continue
             index = counter[0]
             sub_rel = f"{rel}.{index}"
@@ -403,23 +404,23 @@ class _Generator:
             first = False
         return ch
 
-    def repeat(self, item: RepeatItem, ch, scope, rel, entries, counter):
-        count_src = _src(item.count)
-        start = counter[0]
-        trial: list = []
-        before = ch
-        ch_after = self.seq_entries(item.body, ch, scope, rel, trial, [start], first=False)
+    def repeat(self, item: RepeatItem, ch, scope, rel, entries, counter, first=False):
         count = self.repeat_count(scope, item)
-        steady = before is not None and ch_after is not None and _src(before) == _src(ch_after)
-        if steady and count is not None and count > 1 and len(item.body) >= 1:
-            body = ", ".join(trial) if len(trial) > 1 else trial[0]
-            if "\n" not in body and len(trial) == 1:
-                entries.append(f"*({body} for _ in range({count_src}))")
-                counter[0] += count * len(item.body)
-                return ch_after
-        # Channels change from one repetition to the next: write each one out.
-        for _ in range(count or 0):
-            ch = self.seq_entries(item.body, ch, scope, rel, entries, counter, first=False)
+        if count == 0:
+            return ch
+        trial: list = []
+        ch_after = self.seq_entries(item.body, ch, scope, rel, trial, [counter[0]], first=first)
+        steady = ch is not None and ch_after is not None and _src(ch) == _src(ch_after)
+        if steady and len(trial) == 1 and "\n" not in trial[0] and (count is None or count > 1):
+            # Same module each time: one generator expression, as a person would write it.
+            entries.append(f"*({trial[0]} for _ in range({_src(item.count)}))")
+            counter[0] += count or 0
+            return ch_after
+        if count is None:
+            raise GenerateError(f"cannot write this repeat: its count differs between instances of {scope.owner} "
+                                "and its body changes the channels", item.loc)
+        for i in range(count):  # channels change from one repetition to the next: write each one out
+            ch = self.seq_entries(item.body, ch, scope, rel, entries, counter, first=first and i == 0)
         return ch
 
     def repeat_count(self, scope, item):
