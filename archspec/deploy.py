@@ -1,0 +1,535 @@
+"""The deploy build: a compiled spec -> the source of an inference-only PyTorch module (text only).
+
+``archspec build --deploy`` writes ``generated/<name>_deploy.py``. It computes what the training
+module computes in eval mode, with the rewrites inference compilers make:
+
+* BatchNorm is folded into the convolution before it (and a constant ``scale`` after it, as in
+  Inception-ResNet's residual branches): ``w' = w * g / sqrt(var + eps)``,
+  ``b' = (b - mean) * g / sqrt(var + eps) + beta``; the ReLU after it runs in place on the
+  convolution's fresh output;
+* aux heads, dropout and identities are removed; stateless modules become functional calls;
+* sibling convolutions that read the same tensor with the same kernel, stride, padding and
+  dilation (the 1x1 reductions at the head of every Inception branch) become one convolution
+  whose output is split along channels: one larger matrix product instead of several;
+* activations and weights use the channels_last memory format (on by default when the network
+  has convolutions; ``channels_last=False`` turns it off). On CPU this is most of the speed-up:
+  oneDNN's convolutions and PyTorch's pooling kernels are fastest on NHWC data.
+
+The module is generated from the analysed graph, so its numbers are concrete (one class, no block
+classes) and every statement is commented with its output shape. ``from_trained(model)`` builds
+it from a trained training module (the generated class, or any module with the same module paths,
+such as torchvision's): the table ``_FOLDS`` lists, for each deploy layer, the training modules it
+is made from. Decisions are made here; ``templates/deploy.py.j2`` only lays the text out.
+
+>>> from archspec.pipeline import compile_spec                           # doctest: +SKIP
+>>> text = generate_deploy(compile_spec("specs/googlenet.yaml"))          # doctest: +SKIP
+>>> "class GoogLeNetDeploy(nn.Module):" in text                           # doctest: +SKIP
+True
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import keyword
+import re
+from dataclasses import dataclass, field
+
+from . import __version__
+from .errors import GenerateError
+from .generate import HEADER_MARK, class_name_of, render, spec_label
+from .ops import OPS
+
+# Ops that compute nothing in eval: their output is their input.
+TRANSPARENT = {"dropout", "identity"}
+# nn.Module attributes a deploy layer must not shadow, and names the generated module uses.
+_MODULE_ATTRS = {"training", "forward", "eval", "train", "to", "cpu", "cuda", "float", "half", "double", "type",
+                 "apply", "modules", "children", "parameters", "buffers", "state_dict", "load_state_dict",
+                 "register_buffer", "register_module", "add_module", "get_submodule", "channels_last",
+                 "from_trained", "requires_grad_", "zero_grad", "extra_repr", "bfloat16", "share_memory"}
+_LOCAL_RESERVED = {"self", "torch", "nn", "F", "Tensor", "Optional", "model", "deploy", "cls"}
+
+
+@dataclass
+class Layer:
+    """A module attribute of the deploy class."""
+
+    attr: str
+    ctor: str
+    comment: str
+    params: int
+    folds: list | None = None  # [(conv or linear path, batch norm path or None, scale)]
+    copy: str | None = None  # training module whose state is copied as it is (an unfolded BatchNorm)
+
+
+@dataclass
+class Stmt:
+    """One statement of ``forward``: values in, values out, and how to write it."""
+
+    inputs: list  # value ids read
+    outputs: list  # value ids written
+    kind: str  # layer | fused | call | relu | concat | add | scale | flatten
+    layer: Layer | None = None
+    call: str = ""  # for kind == "call": a format string with {x}
+    relu: list = field(default_factory=list)  # fused: which pieces get a ReLU; layer: [bool]
+    sizes: list = field(default_factory=list)  # fused: channels of each piece
+    shape: tuple | None = None
+    factor: float = 1.0
+
+
+class _Deploy:
+    def __init__(self, compiled):
+        self.c = compiled
+        self.g = compiled.graph
+        self.nodes = self.g.nodes
+        self.model_class = class_name_of(compiled.resolved.spec) + "Deploy"
+        self.main = [n for n in self.g if self.nodes[n]["part"] == "main"]  # insertion order: forward order
+        self.layers: list = []
+        self.attrs: set = set()
+        self.alias: dict = {}  # node -> value id (a transparent node's value is its input's)
+        for n in self.main:
+            d = self.nodes[n]
+            self.alias[n] = self.alias[d["inputs"][0]] if d["op"] in TRANSPARENT else n
+        self.readers: dict = {n: [] for n in self.main}  # value -> statements' nodes that read it
+        for n in self.main:
+            if self.nodes[n]["op"] not in TRANSPARENT:
+                for i in self.nodes[n]["inputs"]:
+                    self.readers[self.alias[i]].append(n)
+
+    # -- helpers --
+    def shape(self, node) -> tuple:
+        return self.nodes[node]["shape"]
+
+    def in_shape(self, node) -> tuple:
+        return self.nodes[self.nodes[node]["inputs"][0]]["shape"]
+
+    def only_reader(self, value, op: str):
+        readers = self.readers[value]
+        if len(readers) == 1 and self.nodes[readers[0]]["op"] == op and value != self.c.graph.graph["output"]:
+            return readers[0]
+        return None
+
+    def attr_name(self, path: str) -> str:
+        parts = path.split(".")
+        if len(parts) > 1 and parts[-1] == "conv":
+            parts = parts[:-1]
+        base = "_".join(parts) or "layer"
+        if not base.isidentifier() or keyword.iskeyword(base) or base in _MODULE_ATTRS or base[0].isdigit():
+            base = f"layer_{base}" if base.isidentifier() or base[0].isdigit() else "layer"
+        name, i = base, 1
+        while name in self.attrs:
+            i += 1
+            name = f"{base}_{i}"
+        self.attrs.add(name)
+        return name
+
+    # -- 1. conv units: conv -> [batchnorm] -> [scale] -> [relu] --
+    def conv_unit(self, conv):
+        cur, bn, scale, relu = conv, None, 1.0, False
+        nxt = self.only_reader(cur, "batchnorm2d")
+        if nxt is not None and self.nodes[nxt]["attrs"]["track_running_stats"]:
+            bn, cur = nxt, nxt
+        nxt = self.only_reader(cur, "scale")
+        if nxt is not None:
+            scale, cur = float(self.nodes[nxt]["attrs"]["factor"]), nxt
+        nxt = self.only_reader(cur, "relu")
+        if nxt is not None:
+            relu, cur = True, nxt
+        return {"conv": conv, "bn": bn, "scale": scale, "relu": relu, "out": cur,
+                "absorbed": [n for n in (bn, cur) if n is not None and n != conv]}
+
+    def plan(self) -> list:
+        units, absorbed = {}, {}
+        for n in self.main:
+            if self.nodes[n]["op"] == "conv2d" and n not in absorbed:
+                u = self.conv_unit(n)
+                units[n] = u
+                for a in self._chain(u):
+                    absorbed[a] = n
+        # 2. sibling convolutions with the same geometry reading the same value are fused
+        groups: dict = {}
+        for n, u in units.items():
+            a = self.nodes[n]["attrs"]
+            if a["groups"] != 1:
+                continue
+            key = (self.alias[self.nodes[n]["inputs"][0]], a["kernel_size"], a["stride"], a["padding"], a["dilation"])
+            groups.setdefault(key, []).append(n)
+        fused_with = {}
+        for members in groups.values():
+            if len(members) > 1:
+                for m in members:
+                    fused_with[m] = members
+        stmts = []
+        for n in self.main:
+            d = self.nodes[n]
+            op = d["op"]
+            if op == "input" or op in TRANSPARENT or n in absorbed:
+                continue
+            if n in units:
+                members = fused_with.get(n)
+                if members is None:
+                    stmts.append(self.layer_stmt(units[n]))
+                elif members[0] == n:
+                    stmts.append(self.fused_stmt([units[m] for m in members]))
+                continue
+            stmts.append(self.op_stmt(n))
+        return stmts
+
+    def _chain(self, u) -> list:
+        out, cur = [], u["conv"]
+        while cur != u["out"]:
+            (cur,) = self.readers[cur]
+            out.append(cur)
+        return out
+
+    # -- statements --
+    def conv_ctor(self, convs: list, bias: bool) -> tuple:
+        first = self.nodes[convs[0]]
+        a = first["attrs"]
+        cin = self.in_shape(convs[0])[0]
+        cout = sum(self.nodes[c]["attrs"]["out_channels"] for c in convs)
+        args = [str(cin), str(cout), f"kernel_size={a['kernel_size']!r}"]
+        for key, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
+            if a[key] != default and a[key] != (default, default):
+                args.append(f"{key}={a[key]!r}")
+        if not bias:
+            args.append("bias=False")
+        k = a["kernel_size"] if isinstance(a["kernel_size"], tuple) else (a["kernel_size"],) * 2
+        params = cout * (cin // a["groups"]) * k[0] * k[1] + (cout if bias else 0)
+        return f"nn.Conv2d({', '.join(args)})", params
+
+    def fold_entry(self, u) -> tuple:
+        return (self.nodes[u["conv"]]["path"], self.nodes[u["bn"]]["path"] if u["bn"] else None, u["scale"])
+
+    def layer_stmt(self, u) -> Stmt:
+        conv = u["conv"]
+        bias = bool(u["bn"]) or self.nodes[conv]["attrs"]["bias"]
+        ctor, params = self.conv_ctor([conv], bias)
+        path = self.nodes[conv]["path"]
+        folded = [w for w, on in (("BatchNorm", u["bn"]), (f"x {u['scale']:g}", u["scale"] != 1.0)) if on]
+        comment = f"{path}" + (f" + {' + '.join(folded)} folded" if folded else "")
+        layer = Layer(self.attr_name(path), ctor, comment, params, folds=[self.fold_entry(u)])
+        self.layers.append(layer)
+        return Stmt([self.alias[self.nodes[conv]["inputs"][0]]], [u["out"]], "layer", layer,
+                    relu=[u["relu"]], shape=self.shape(u["out"]))
+
+    def fused_stmt(self, units: list) -> Stmt:
+        convs = [u["conv"] for u in units]
+        bias = any(u["bn"] or self.nodes[u["conv"]]["attrs"]["bias"] for u in units)
+        ctor, params = self.conv_ctor(convs, bias)
+        paths = [self.nodes[c]["path"] for c in convs]
+        parent = _common_parent(paths)
+        rel = [p[len(parent) + 1:] if parent else p for p in paths]
+        rel = [r[:-len(".conv")] if r.endswith(".conv") else r for r in rel]
+        layer = Layer(self.attr_name(f"{parent}.fused" if parent else "fused"), ctor,
+                      f"{' | '.join(rel)}, fused", params, folds=[self.fold_entry(u) for u in units])
+        self.layers.append(layer)
+        sizes = [self.nodes[c]["attrs"]["out_channels"] for c in convs]
+        out_shape = (sum(sizes), *self.shape(convs[0])[1:])
+        return Stmt([self.alias[self.nodes[convs[0]]["inputs"][0]]], [u["out"] for u in units], "fused", layer,
+                    relu=[u["relu"] for u in units], sizes=sizes, shape=out_shape)
+
+    def op_stmt(self, n) -> Stmt:
+        d = self.nodes[n]
+        op = OPS[d["op"]]
+        ins = [self.alias[i] for i in d["inputs"]]
+        shape = self.shape(n)
+        if d["op"] in ("concat", "add"):
+            return Stmt(ins, [n], d["op"], shape=shape)
+        if d["op"] == "relu":
+            return Stmt(ins, [n], "relu", shape=shape)
+        if d["op"] == "scale":
+            return Stmt(ins, [n], "scale", shape=shape, factor=float(d["attrs"]["factor"]))
+        if d["op"] == "flatten":
+            return Stmt(ins, [n], "flatten", shape=shape)
+        if op.stateful:  # linear, or a BatchNorm that could not be folded
+            return self.module_stmt(n, ins)
+        if op.function is None:
+            raise GenerateError(f"the deploy build cannot write op '{d['op']}' of {d['path'] or 'the model'}", d["loc"])
+        return Stmt(ins, [n], "call", call=op.function("{x}", _attr_exprs(op, d["attrs"]), op), shape=shape)
+
+    def module_stmt(self, n, ins) -> Stmt:
+        d = self.nodes[n]
+        op = OPS[d["op"]]
+        exprs = _attr_exprs(op, d["attrs"])
+        in_dim = self.in_shape(n)[0]
+        if d["op"] == "linear" and _uses_num_classes(self.g, n):
+            exprs["out_features"] = "num_classes"
+        ctor = op.module(str(in_dim), exprs, op)
+        params = self.nodes[n]["params"]
+        if d["op"] == "linear":
+            layer = Layer(self.attr_name(d["path"]), ctor, d["path"], params, folds=[(d["path"], None, 1.0)])
+        elif d["op"] == "batchnorm2d":
+            layer = Layer(self.attr_name(d["path"]), ctor, f"{d['path']} (not folded: no convolution of its own before it)",
+                          params, copy=d["path"])
+        else:
+            raise GenerateError(f"the deploy build cannot convert module {d['path']} ({d['op']})", d["loc"])
+        self.layers.append(layer)
+        return Stmt(ins, [n], "layer", layer, relu=[False], shape=self.shape(n))
+
+
+def _attr_exprs(op, attrs: dict) -> dict:
+    """Source for each attribute that differs from its default (required ones always)."""
+    out = {}
+    for a in op.attrs:
+        if a.name not in attrs:
+            continue
+        value = attrs[a.name]
+        if a.default is not value and a.default != value or _required(a):
+            out[a.name] = repr(value)
+    return out
+
+
+def _required(attr) -> bool:
+    from .ops import REQUIRED
+
+    return attr.default is REQUIRED
+
+
+def _uses_num_classes(g, node) -> bool:
+    """Whether the spec writes this linear layer's size as the model's ``num_classes``."""
+    entry = g.graph["modules"].get(g.nodes[node]["path"])
+    call = getattr(entry.get("module"), "call", None) if entry else None
+    if call is None or call.name != "linear":
+        return False
+    expr = call.args[0] if call.args else dict(call.kwargs).get("out_features")
+    return isinstance(expr, ast.Name) and expr.id == "num_classes"
+
+
+def _common_parent(paths: list) -> str:
+    split = [p.split(".") for p in paths]
+    common = []
+    for parts in zip(*split):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    if common and all(len(s) == len(common) for s in split):
+        common = common[:-1]
+    return ".".join(common)
+
+
+# --- names and text ----------------------------------------------------------------------------
+
+def _stem(path: str) -> str:
+    """A local variable name from a module path: its branch (Mixed_5b.branch5x5_1.conv -> branch5x5)."""
+    parts = path.split(".") if path else []
+    if len(parts) > 1 and parts[-1] == "conv":
+        parts = parts[:-1]
+    while parts and parts[-1].isdigit():
+        parts = parts[:-1]
+    if len(parts) < 2:
+        return "x"
+    # torchvision's style: the steps branch5x5_1, branch5x5_2 of a branch share the name branch5x5
+    name = re.sub(r"_\d+$", "", parts[-1]) or parts[-1]
+    return name if name.isidentifier() and not keyword.iskeyword(name) and name not in _LOCAL_RESERVED else "t"
+
+
+class _Names:
+    """Local names in forward: a value keeps its name while it is needed; names are then reused."""
+
+    def __init__(self):
+        self.live: dict = {}  # name -> value
+
+    def take(self, want: str, value) -> str:
+        name, i = want, 1
+        while name in self.live or name in _LOCAL_RESERVED or keyword.iskeyword(name):
+            i += 1
+            name = f"{want}_{i}"
+        self.live[name] = value
+        return name
+
+
+def _shape_comment(shape) -> str:
+    return "N x " + " x ".join(str(d) for d in shape) if shape else ""
+
+
+def _forward(dep: _Deploy, stmts: list) -> list:
+    """The lines of forward: names chosen, dead values' names reused, in-place ops where safe."""
+    g = dep.g
+    output = dep.alias[g.graph["output"]]
+    last: dict = {"input": -1}
+    for i, st in enumerate(stmts):
+        for v in st.inputs:
+            last[v] = i
+    last[output] = len(stmts)
+    top_outputs = {dep.alias[e["output"]] for p, e in g.graph["modules"].items()
+                   if p and "." not in p and e["part"] == "main" and e["output"] in dep.alias}
+    readers: dict = {}
+    for st in stmts:
+        for v in st.inputs:
+            readers.setdefault(v, []).append(st)
+    base: dict = {"input": "input"}  # value -> the tensor whose memory it shares (flatten returns a view)
+
+    def preferred(st: Stmt, k: int, in_names: list, dying: set) -> str:
+        v = st.outputs[k]
+        if v in top_outputs or v == output:
+            return "x"
+        if st.kind in ("layer", "fused"):
+            src = st.layer.folds[k][0] if st.kind == "fused" else dep.nodes[v]["path"]
+            stem = _stem(src)
+            if stem != "x":
+                return stem
+        nxt = readers.get(v, [])
+        if len(nxt) == 1 and nxt[0].kind in ("layer", "fused"):
+            j = nxt[0].inputs.index(v) if nxt[0].kind == "layer" else 0
+            stem = _stem(nxt[0].layer.folds[j][0])
+            if stem != "x":
+                return stem
+        if st.kind in ("concat", "add"):
+            prefix = _common_prefix(in_names).rstrip("_0123456789")
+            if prefix.isidentifier() and prefix not in _LOCAL_RESERVED:
+                return prefix
+        if in_names and st.inputs[0] in dying:
+            return in_names[0]
+        return "t"
+
+    names = _Names()
+    value_name = {"input": names.take("x", "input")}
+    lines = []
+    for i, st in enumerate(stmts):
+        ins = [value_name[v] for v in st.inputs]
+        dying = {v for v in st.inputs if last[v] == i}
+        in_place = False
+        if st.kind == "relu":
+            v = st.inputs[0]
+            in_place = v in dying and base.get(v, v) != "input" and not any(
+                base.get(w, w) == base.get(v, v) for w in value_name if w != v and last.get(w, -1) > i)
+        for v in dying:
+            names.live.pop(value_name[v], None)
+        outs = []
+        for k, v in enumerate(st.outputs):
+            outs.append(names.take(preferred(st, k, ins, dying), v))
+            value_name[v] = outs[-1]
+            base[v] = base.get(st.inputs[0], st.inputs[0]) if st.kind == "flatten" else v
+        for v in dying:
+            del value_name[v]
+        lines.extend(_statement(st, ins, outs, in_place))
+    lines.append(f"return {value_name[output]}")
+    return lines
+
+
+def _common_prefix(names: list) -> str:
+    if not names:
+        return ""
+    first = names[0]
+    n = 0
+    while n < len(first) and all(len(s) > n and s[n] == first[n] for s in names):
+        n += 1
+    return first[:n]
+
+
+def _statement(st: Stmt, ins: list, outs: list, in_place: bool) -> list:
+    comment = _shape_comment(st.shape)
+    if st.kind == "layer":
+        call = f"self.{st.layer.attr}({ins[0]})"
+        code = f"F.relu({call}, inplace=True)" if st.relu[0] else call
+        return [f"{outs[0]} = {code}  # {comment}"]
+    if st.kind == "fused":
+        call = f"self.{st.layer.attr}({ins[0]})"
+        if all(st.relu):
+            call = f"F.relu({call}, inplace=True)"
+        sizes = ", ".join(map(str, st.sizes))
+        shape = f"N x ({' + '.join(map(str, st.sizes))}) x " + " x ".join(map(str, st.shape[1:]))
+        lines = [f"{', '.join(outs)} = {call}.split([{sizes}], 1)  # {shape}"]
+        if any(st.relu) and not all(st.relu):
+            lines += [f"{o} = F.relu({o}, inplace=True)" for o, r in zip(outs, st.relu) if r]
+        return lines
+    if st.kind == "relu":
+        return [f"{outs[0]} = F.relu({ins[0]}{', inplace=True' if in_place else ''})  # {comment}"]
+    if st.kind == "concat":
+        return [f"{outs[0]} = torch.cat([{', '.join(ins)}], 1)  # {comment}"]
+    if st.kind == "add":
+        return [f"{outs[0]} = {' + '.join(ins)}  # {comment}"]
+    if st.kind == "scale":
+        return [f"{outs[0]} = {ins[0]} * {st.factor!r}  # {comment}"]
+    if st.kind == "flatten":
+        return [f"{outs[0]} = torch.flatten({ins[0]}, 1)  # {comment}"]
+    return [f"{outs[0]} = {st.call.format(x=ins[0])}  # {comment}"]
+
+
+def _doc_text(text: str) -> list:
+    from .generate import _doc_lines, _wrap
+
+    return _wrap(_doc_lines(text))
+
+
+def generate_deploy(compiled) -> str:
+    """The deploy module's full text, header included (deterministic bytes)."""
+    dep = _Deploy(compiled)
+    stmts = dep.plan()
+    forward = _forward(dep, stmts)
+    spec = compiled.resolved.spec
+    ex = compiled.expanded
+    t = compiled.analysis.totals
+    has_conv = any(dep.nodes[n]["op"] == "conv2d" for n in dep.main)
+    fused = [layer for layer in dep.layers if layer.folds and len(layer.folds) > 1]
+    folded = sum(1 for layer in dep.layers for f in (layer.folds or ()) if f[1] is not None)
+    params = sum(layer.params for layer in dep.layers)
+    label = spec_label(compiled.file)
+    num_classes_layer = next((layer for layer in dep.layers if layer.ctor.startswith("nn.Linear(") and "num_classes" in layer.ctor), None)
+    removed = []
+    if ex.aux:
+        removed.append("aux heads (" + ", ".join(h.name for h in ex.aux) + ")")
+    if any(dep.nodes[n]["op"] == "dropout" for n in dep.main):
+        removed.append("dropout")
+    doc = [f"Inference-only {class_name_of(spec)}: the deploy build of {label}.", ""]
+    doc += _doc_text(spec.description or f"The {spec.name} network.")
+    doc += [""] + _wrap_plain(
+        f"Computes what {class_name_of(spec)} computes in eval mode: {folded} BatchNorm layers folded into "
+        f"their convolutions"
+        + (f", {len(fused)} groups of sibling convolutions fused into one convolution each" if fused else "")
+        + (f", {' and '.join(removed)} removed" if removed else "")
+        + (", channels_last memory format unless channels_last=False" if has_conv else "") + ". "
+        f"Input {'x'.join(map(str, ex.input))}. Parameters: {params:,}. "
+        f"MACs: {t.macs:,} (the same as the training module's in eval; FLOPs = 2 x MACs).")
+    doc += ["", f"Build it from a trained model: ``{dep.model_class}.from_trained(model)``."]
+    init = [f"self.channels_last = channels_last"]
+    for layer in dep.layers:
+        init.append(f"self.{layer.attr} = {layer.ctor}  # {layer.comment}")
+    init += ["if channels_last:", "    self.to(memory_format=torch.channels_last)"] if has_conv else []
+    params_sig = ["self"] + (["num_classes: int = " + repr(ex.num_classes)] if num_classes_layer else []) + \
+        [f"channels_last: bool = {has_conv!r}"]
+    folds = [(layer.attr, layer.folds) for layer in dep.layers if layer.folds]
+    copies = [(layer.attr, layer.copy) for layer in dep.layers if layer.copy]
+    body = render("deploy.py.j2", {
+        "title": _doc_text(f"{spec.name} (deploy build): {spec.description}" if spec.description else f"{spec.name} (deploy build)"),
+        "cls": dep.model_class,
+        "doc": doc,
+        "signature": ", ".join(params_sig),
+        "init": init,
+        "forward": forward,
+        "folds": [line for a, fs in folds for line in _fold_lines(a, fs)],
+        "copies": [f"({_q(a)}, {_q(p)})," for a, p in copies],
+        "num_classes": (f"model.get_submodule({_source_of(num_classes_layer)!r}).weight.shape[0]"
+                        if num_classes_layer else None),
+        "has_conv": has_conv,
+        "channels_last": has_conv,
+        "training_class": class_name_of(spec),
+    })
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    header = (f"# Generated by archspec {__version__} from {label}. Do not edit: run `archspec build --deploy {label}`.\n"
+              f"{HEADER_MARK}{digest}\n")
+    return header + body
+
+
+def _q(text) -> str:
+    return "None" if text is None else json.dumps(text)
+
+
+def _fold_lines(attr: str, folds: list) -> list:
+    """One line per deploy layer; a fused layer lists its sources one a line."""
+    srcs = [f"({_q(layer)}, {_q(bn)}, {scale!r})" for layer, bn, scale in folds]
+    one = f"({_q(attr)}, [{', '.join(srcs)}]),"
+    if len(srcs) == 1 and len(one) <= 108:
+        return [one]
+    return [f"({_q(attr)}, ["] + [f"    {s}," for s in srcs] + ["]),"]
+
+
+def _source_of(layer: Layer) -> str:
+    return layer.folds[0][0]
+
+
+def _wrap_plain(text: str, width: int = 96) -> list:
+    import textwrap
+
+    return textwrap.wrap(text, width)
