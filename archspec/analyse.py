@@ -15,9 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from .errors import ShapeError, raise_all
+from .graph import Graph, topological_order
 from .ops import OPS, OpShapeError, pair
 
 
@@ -39,7 +38,7 @@ class Totals:
 
 @dataclass
 class Analysis:
-    graph: nx.DiGraph
+    graph: Graph
     totals: Totals
     modules: dict = field(default_factory=dict)  # path -> {type, output_shape, params, buffers, macs, part}
 
@@ -89,17 +88,17 @@ def _receptive(op, attrs, in_rf, in_shape, out_shape, input_hw):
     return in_rf
 
 
-def analyse(g: nx.DiGraph) -> Analysis:
+def analyse(g: Graph) -> Analysis:
     """Annotate every node and total the network; shape errors name the module and the spec line."""
     errors = []
     input_hw = tuple(g.graph["input"][1:])
-    order = list(nx.topological_sort(g))
+    order = topological_order(g)  # insertion order for every graph lower builds (archspec/graph.py)
     nodes = g.nodes
-    # Totals per part and per module path are summed in the same pass (one visit of each node
-    # matters for large networks, whose nodes no longer fit in the CPU caches).
+    # Totals per part and per module path, and the depth, are computed in the same pass (one visit
+    # of each node matters for large networks, whose nodes no longer fit in the CPU caches).
     parts: dict = {part: [0, 0, 0] for part in ("main", *g.graph["aux"])}
     own: dict = {}  # module path -> [params, buffers, macs] of its own nodes
-    weights: dict = {}  # node -> 1 for a layer with weights in the main network (depth)
+    depth: dict = {}  # node -> layers with weights on the longest path from the input to it
     for node in order:
         data = nodes[node]
         op = OPS[data["op"]]
@@ -140,7 +139,10 @@ def analyse(g: nx.DiGraph) -> Analysis:
             sums[0] += params
             sums[1] += buffers
             sums[2] += macs
-        weights[node] = 1 if op.weight_layer and data["part"] == "main" else 0
+        # Node-weighted longest path: aux-head nodes weigh nothing, so the maximum over the whole
+        # graph is the main network's (nothing in the main network reads an aux head).
+        depth[node] = (1 if op.weight_layer and data["part"] == "main" else 0) + max(
+            (depth[i] for i in data["inputs"]), default=0)
         if data["op"] == "input":
             data["rf"] = (1, 1, 1, 1)
         elif op.merge:
@@ -149,14 +151,13 @@ def analyse(g: nx.DiGraph) -> Analysis:
         else:
             data["rf"] = _receptive(op, data["attrs"], nodes[data["inputs"][0]]["rf"], first, shape, input_hw)
     raise_all(errors)
-    return Analysis(g, _totals(g, order, parts, weights), _modules(g, own))
+    return Analysis(g, _totals(parts, max(depth.values(), default=0)), _modules(g, own))
 
 
-def _totals(g: nx.DiGraph, order: list, parts: dict, weights: dict) -> Totals:
+def _totals(parts: dict, depth: int) -> Totals:
     by_part = {part: sums[0] for part, sums in parts.items()}
     buf_part = {part: sums[1] for part, sums in parts.items()}
     macs_part = {part: sums[2] for part, sums in parts.items()}
-    depth = _longest(g, weights, order)
     return Totals(
         params=sum(by_part.values()), params_eval=by_part["main"], params_by_part=by_part,
         buffers=sum(buf_part.values()), buffers_eval=buf_part["main"], macs=macs_part["main"],
@@ -164,20 +165,7 @@ def _totals(g: nx.DiGraph, order: list, parts: dict, weights: dict) -> Totals:
     )
 
 
-def _longest(dag: nx.DiGraph, weights: dict, order: list) -> int:
-    # Node-weighted longest path: weight each edge by the layer it enters. Aux-head nodes weigh
-    # nothing, so the longest path of the whole graph is the main network's (an aux head only
-    # extends a main-network path, and nothing in the main network reads an aux head). Running on
-    # the whole graph with its known topological order avoids a subgraph view (10x slower).
-    if dag.number_of_edges() == 0:
-        return max(weights.values(), default=0)
-    for _, v, d in dag.edges(data=True):
-        d["_w"] = weights[v]
-    path = nx.dag_longest_path(dag, weight="_w", default_weight=0, topo_order=order)
-    return sum(weights[n] for n in path)
-
-
-def _modules(g: nx.DiGraph, own: dict) -> dict:
+def _modules(g: Graph, own: dict) -> dict:
     """Per module path: output shape and the totals of everything inside it."""
     out = {}
     nodes = g.nodes
@@ -201,7 +189,7 @@ def _modules(g: nx.DiGraph, own: dict) -> dict:
     return out
 
 
-def state_dict_shapes(g: nx.DiGraph, aux: bool = True) -> list:
+def state_dict_shapes(g: Graph, aux: bool = True) -> list:
     """The (key, shape) pairs the generated module's state_dict will hold, in order.
 
     Module ops are visited in registration order (the order of ``graph.graph["modules"]``), which is

@@ -1,4 +1,5 @@
-"""Stage 4, lower: the module tree -> a ``networkx.DiGraph`` with one node per primitive op.
+"""Stage 4, lower: the module tree -> a ``Graph`` (networkx's interface, archspec/graph.py) with
+one node per primitive op, added in forward order: every node after its inputs.
 
 Edges are tensors. Each node records its op, attributes, module path, the part it belongs to
 (``main`` or an aux head's name), its source location and its ordered inputs (concat order
@@ -7,13 +8,12 @@ which is how analysis reports per-module shapes and how aux heads find the tenso
 """
 from __future__ import annotations
 
-import networkx as nx
-
 from .expand import Absent, Apply, Expanded, Func, Merge, Module
+from .graph import Graph
 
 
 class _Lowerer:
-    def __init__(self, g: nx.DiGraph):
+    def __init__(self, g: Graph):
         self.g = g
         self.counters: dict = {}
         self.modules: dict = g.graph["modules"]
@@ -66,9 +66,9 @@ class _Lowerer:
         raise TypeError(step)
 
 
-def lower(ex: Expanded) -> nx.DiGraph:
+def lower(ex: Expanded) -> Graph:
     """Build the dataflow graph of the main network and its aux heads."""
-    g = nx.DiGraph(name=ex.name, input=ex.input, modules={}, aux={}, loss_weights={}, step_nodes={})
+    g = Graph(name=ex.name, input=ex.input, modules={}, aux={}, loss_weights={}, step_nodes={})
     lw = _Lowerer(g)
     lw.add("input", [], op="input", attrs={"shape": ex.input}, path="", module=False, part="main",
            loc=ex.model.loc)

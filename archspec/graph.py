@@ -1,0 +1,192 @@
+"""The graph ``lower`` builds: a directed graph with networkx's interface, without importing networkx.
+
+``archspec check`` spends most of its time starting up, and ``import networkx`` alone costs about
+as much as the rest of a check (docs/performance.md). So the pipeline's graph is this small class:
+the part of ``networkx.DiGraph``'s interface that archspec uses (``graph``, ``nodes[n]``,
+``nodes(data=True)``, ``edges``, ``successors``, ``predecessors``, ``add_node``, ``add_edge``), with
+networkx's storage layout (a dict of node attribute dicts, successor and predecessor dicts).
+
+Graph algorithms still come from networkx: ``graph.nx`` is the same graph as a ``networkx.DiGraph``
+(built on first use, node attribute dicts and the graph dict shared, not copied), and any other
+attribute of ``networkx.DiGraph`` is looked up there. The checking stages need no general algorithm:
+``lower`` adds every node after its inputs, so insertion order is a topological order (``lint``
+verifies this, which also proves the graph acyclic), and reachability and the longest path are one
+sweep over that order. tests/test_graph.py checks them against networkx on every spec.
+
+>>> g = Graph(name="tiny")
+>>> g.add_edge("input", "conv")
+>>> list(g), list(g.successors("input")), g.nodes["conv"]
+(['input', 'conv'], ['conv'], {})
+"""
+from __future__ import annotations
+
+
+class Graph:
+    """A directed graph in insertion order; ``nx`` gives the networkx view of the same graph."""
+
+    __slots__ = ("graph", "_node", "_succ", "_pred", "_nx")
+
+    def __init__(self, **attr):
+        self.graph: dict = dict(attr)
+        self._node: dict = {}  # node -> attribute dict
+        self._succ: dict = {}  # node -> {successor: edge attribute dict}
+        self._pred: dict = {}  # node -> {predecessor: the same edge dict}
+        self._nx = None
+
+    # -- building --
+    def add_node(self, node, **attr) -> None:
+        if node not in self._node:
+            self._node[node] = {}
+            self._succ[node] = {}
+            self._pred[node] = {}
+        self._node[node].update(attr)
+        self._nx = None
+
+    def add_edge(self, u, v, **attr) -> None:
+        for n in (u, v):
+            if n not in self._node:
+                self.add_node(n)
+        data = self._succ[u].get(v)
+        if data is None:
+            data = self._succ[u][v] = self._pred[v][u] = {}
+        data.update(attr)
+        self._nx = None
+
+    # -- reading, as networkx.DiGraph --
+    @property
+    def nodes(self) -> "_NodeView":
+        return _NodeView(self._node)
+
+    @property
+    def edges(self) -> "_EdgeView":
+        return _EdgeView(self._succ)
+
+    def successors(self, node):
+        return iter(self._succ[node])
+
+    def predecessors(self, node):
+        return iter(self._pred[node])
+
+    def number_of_nodes(self) -> int:
+        return len(self._node)
+
+    def number_of_edges(self) -> int:
+        return sum(len(s) for s in self._succ.values())
+
+    def is_directed(self) -> bool:
+        return True
+
+    def is_multigraph(self) -> bool:
+        return False
+
+    def __iter__(self):
+        return iter(self._node)
+
+    def __len__(self) -> int:
+        return len(self._node)
+
+    def __contains__(self, node) -> bool:
+        return node in self._node
+
+    # -- networkx --
+    @property
+    def nx(self):
+        """This graph as a ``networkx.DiGraph`` (imports networkx); attribute dicts are shared."""
+        if self._nx is None:
+            import networkx
+
+            g = networkx.DiGraph()
+            g.graph = self.graph
+            g.add_nodes_from(self._node)
+            for n, attrs in self._node.items():
+                g._node[n] = attrs  # share, so that analysis metadata written later is seen
+            for u, succ in self._succ.items():
+                for v, data in succ.items():
+                    g.add_edge(u, v)
+                    g._succ[u][v] = g._pred[v][u] = data
+            self._nx = g
+        return self._nx
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.nx, name)  # the rest of networkx.DiGraph's interface
+
+
+def is_topological(g: Graph) -> bool:
+    """Whether every node comes after its predecessors in insertion order (always, for the graphs
+    ``lower`` builds: then insertion order is a topological order and the graph is acyclic)."""
+    seen: set = set()
+    for node, preds in g._pred.items():
+        for p in preds:
+            if p not in seen:
+                return False
+        seen.add(node)
+    return True
+
+
+def topological_order(g: Graph) -> list:
+    """Insertion order when it is topological, else networkx's order (raises on a cycle)."""
+    if is_topological(g):
+        return list(g)
+    import networkx
+
+    return list(networkx.topological_sort(g.nx))
+
+
+class _NodeView:
+    """``g.nodes[n]`` (the attribute dict), ``g.nodes(data=True)``, iteration, ``len``, ``in``."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: dict):
+        self._node = node
+
+    def __getitem__(self, node) -> dict:
+        return self._node[node]
+
+    def __call__(self, data=False, default=None):
+        if data is False:
+            return iter(self._node)
+        if data is True:
+            return iter(self._node.items())
+        return ((n, d.get(data, default)) for n, d in self._node.items())
+
+    def __iter__(self):
+        return iter(self._node)
+
+    def __len__(self) -> int:
+        return len(self._node)
+
+    def __contains__(self, node) -> bool:
+        return node in self._node
+
+
+class _EdgeView:
+    """``g.edges`` / ``g.edges()`` ((u, v) pairs), ``g.edges(data=True)``, ``g.edges[u, v]``."""
+
+    __slots__ = ("_succ",)
+
+    def __init__(self, succ: dict):
+        self._succ = succ
+
+    def __call__(self, data=False, default=None):
+        if data is False:
+            return iter(self)
+        if data is True:
+            return ((u, v, d) for u, s in self._succ.items() for v, d in s.items())
+        return ((u, v, d.get(data, default)) for u, s in self._succ.items() for v, d in s.items())
+
+    def __iter__(self):
+        return ((u, v) for u, s in self._succ.items() for v in s)
+
+    def __getitem__(self, edge) -> dict:
+        u, v = edge
+        return self._succ[u][v]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._succ.values())
+
+    def __contains__(self, edge) -> bool:
+        u, v = edge
+        return u in self._succ and v in self._succ[u]
