@@ -40,11 +40,14 @@ def compile_spec(file: str, input_shape=None, num_classes: int | None = None, ch
     from .expand import expand
     from .lint import lint
     from .lower import lower
-    from .transforms import apply_transforms
 
     with _gc_paused():
         resolved = validate(load(file, root), file)
-        resolved, rewrites = apply_transforms(resolved, input_shape, num_classes)
+        rewrites = []
+        if resolved.spec is not None and resolved.spec.transforms:  # imported only when needed
+            from .transforms import apply_transforms
+
+            resolved, rewrites = apply_transforms(resolved, input_shape, num_classes)
         expanded = expand(resolved, input_shape, num_classes)
         graph = lint(lower(expanded))
         analysis = analyse(graph)
