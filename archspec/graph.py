@@ -21,7 +21,22 @@ sweep over that order. tests/test_graph.py checks them against networkx on every
 from __future__ import annotations
 
 
-class Graph:
+class _OverNodes:
+    """Iteration, ``len`` and ``in`` over the nodes (of a graph or of its node view)."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        return iter(self._node)
+
+    def __len__(self) -> int:
+        return len(self._node)
+
+    def __contains__(self, node) -> bool:
+        return node in self._node
+
+
+class Graph(_OverNodes):
     """A directed graph in insertion order; ``nx`` gives the networkx view of the same graph."""
 
     __slots__ = ("graph", "_node", "_succ", "_pred", "_edge", "_nx")
@@ -95,15 +110,6 @@ class Graph:
     def is_multigraph(self) -> bool:
         return False
 
-    def __iter__(self):
-        return iter(self._node)
-
-    def __len__(self) -> int:
-        return len(self._node)
-
-    def __contains__(self, node) -> bool:
-        return node in self._node
-
     # -- networkx --
     @property
     def nx(self):
@@ -150,7 +156,7 @@ def topological_order(g: Graph) -> list:
     return list(networkx.topological_sort(g.nx))
 
 
-class _NodeView:
+class _NodeView(_OverNodes):
     """``g.nodes[n]`` (the attribute dict), ``g.nodes(data=True)``, iteration, ``len``, ``in``."""
 
     __slots__ = ("_node",)
@@ -167,15 +173,6 @@ class _NodeView:
         if data is True:
             return iter(self._node.items())
         return ((n, d.get(data, default)) for n, d in self._node.items())
-
-    def __iter__(self):
-        return iter(self._node)
-
-    def __len__(self) -> int:
-        return len(self._node)
-
-    def __contains__(self, node) -> bool:
-        return node in self._node
 
 
 class _EdgeView:
