@@ -364,19 +364,19 @@ def _forward(dep: _Deploy, stmts: list) -> list:
         v = st.outputs[k]
         if v in top_outputs or v == output:
             return "x"
+        if st.kind == "add":  # a residual sum: x stays x, anything else is torchvision's `out`
+            return "x" if in_names[0] == "x" and st.inputs[0] in dying else "out"
         if st.kind in ("layer", "fused"):
-            src = st.layer.folds[k][0] if st.kind == "fused" else dep.nodes[v]["path"]
-            stem = _stem(src)
+            stem = _stem(_source(st.layer, k))
             if stem != "x":
                 return stem
         nxt = readers.get(v, [])
         if len(nxt) == 1 and nxt[0].kind in ("layer", "fused"):
-            j = nxt[0].inputs.index(v) if nxt[0].kind == "layer" else 0
-            stem = _stem(nxt[0].layer.folds[j][0])
+            stem = _stem(_source(nxt[0].layer, 0))
             if stem != "x":
                 return stem
-        if st.kind in ("concat", "add"):
-            prefix = _common_prefix(in_names).rstrip("_0123456789")
+        if st.kind == "concat":
+            prefix = re.sub(r"_\d*$", "", _common_prefix(in_names))  # branch3x3_2a, _2b -> branch3x3
             if prefix.isidentifier() and prefix not in _LOCAL_RESERVED:
                 return prefix
         if in_names and st.inputs[0] in dying:
@@ -406,6 +406,11 @@ def _forward(dep: _Deploy, stmts: list) -> list:
         lines.extend(_statement(st, ins, outs, in_place))
     lines.append(f"return {value_name[output]}")
     return lines
+
+
+def _source(layer: Layer, k: int) -> str:
+    """The training module path a deploy layer's k-th output comes from."""
+    return layer.folds[k][0] if layer.folds else layer.copy
 
 
 def _common_prefix(names: list) -> str:

@@ -1,6 +1,6 @@
 """archspec's performance goals (issue 7), measured side by side in one run.
 
-    python bench/run.py            # everything, about three minutes on 2 cores
+    python bench/run.py            # everything, about two minutes on 2 cores
     python bench/run.py --quick    # fewer rounds (a smoke test of the bench itself)
     python bench/run.py --only check,forward
 
@@ -386,7 +386,7 @@ def main(argv=None) -> int:
         if "build" in only:
             run_build(rep, env, 2 if quick else 7, tmp)
         if "forward" in only:
-            run_forward(rep, env, 2 if quick else 9, args.threads)
+            run_forward(rep, env, 2 if quick else 15, args.threads)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     missed = [r for r in rep.rows if r[3] == "MISSED"]

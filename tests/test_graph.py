@@ -83,3 +83,21 @@ def test_lint_reports_a_cycle_through_networkx():
         lint(g)
     with pytest.raises(nx.NetworkXUnfeasible):
         topological_order(g)
+
+
+def test_bench_synthetic_spec_compiles_with_hand_computed_totals(tmp_path):
+    """bench/run.py's scaling spec: InceptionA blocks (31 layers, 23 graph nodes each) on 192x35x35."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = tmp_path / "synthetic_3.yaml"
+    path.write_text(bench.synthetic_spec(3))
+    from archspec.pipeline import compile_spec
+
+    c = compile_spec(str(path))
+    # per block: 208 x in_channels (the four convolutions reading the input) + 215,968 (the rest,
+    # BatchNorm affine included); in_channels 192, then 256; fc 256 x 1000 + 1000
+    assert c.analysis.totals.params == (208 * 192 + 215_968) + 2 * (208 * 256 + 215_968) + 257_000
+    assert c.graph.number_of_nodes() == 23 * 3 + 4 and c.analysis.output == (1000,)
