@@ -221,6 +221,8 @@ class _Deploy:
         parent = _common_parent(paths)
         rel = [p[len(parent) + 1:] if parent else p for p in paths]
         rel = [r[:-len(".conv")] if r.endswith(".conv") else r for r in rel]
+        if not parent:  # flat layouts (BN-Inception): inception_3a_1x1, inception_3a_3x3_reduce -> inception_3a
+            parent = _common_prefix(paths).rstrip("_.")
         layer = Layer(self.attr_name(f"{parent}.fused" if parent else "fused"), ctor,
                       f"{' | '.join(rel)}, fused", params, folds=[self.fold_entry(u) for u in units])
         self.layers.append(layer)
@@ -370,6 +372,9 @@ def _forward(dep: _Deploy, stmts: list) -> list:
             stem = _stem(_source(st.layer, k))
             if stem != "x":
                 return stem
+            flat = _source(st.layer, k).rsplit(".", 1)[-1]  # a flat layout's inception_3a_1x1
+            if not flat.isdigit() and flat.isidentifier() and flat not in _LOCAL_RESERVED:
+                return flat
         nxt = readers.get(v, [])
         if len(nxt) == 1 and nxt[0].kind in ("layer", "fused"):
             stem = _stem(_source(nxt[0].layer, 0))
