@@ -18,8 +18,8 @@ from .validate import CallItem, MergeItem, NamedItem, RepeatItem, Resolved, expr
 # Bounds that keep an absurd spec a quick, clean error (docs/errors.md). The largest network in
 # specs/ has about 800 modules and functional ops; expanding, lowering and analysing 10,000 takes
 # well under a second, 100,000 takes about ten.
-MAX_REPEAT = 10_000
-MAX_MODULES = 10_000  # modules, functional ops and merges of the whole network
+MAX_REPEAT = 100_000
+MAX_MODULES = 200_000  # modules, functional ops and merges of the whole network
 MAX_BLOCK_NESTING = 32
 
 

@@ -244,15 +244,27 @@ def test_build_verify_refuses_an_absurd_network(tmp_path, cli):
             "400,000,000 (the static analysis does not need to run it)") in r.stderr
 
 
-def test_largest_allowed_network_compiles(tmp_path):
-    # 4,999 x (conv, relu) + flatten + fc = 10,000 layers: the limit, compiled in about half a second
-    text = SMALL.replace("layers:\n", "layers:\n  - f:\n      - repeat: 4999\n        body: ['conv2d(3, 1)', relu]\n")
+def test_layer_limit_is_exact(tmp_path, monkeypatch):
+    # with the bound at 1,000: 499 x (conv, relu) + flatten + fc = 1,000 layers compile, one more pair does not
+    import archspec.expand
+
+    monkeypatch.setattr(archspec.expand, "MAX_MODULES", 1000)
+    text = SMALL.replace("layers:\n", "layers:\n  - f:\n      - repeat: 499\n        body: ['conv2d(3, 1)', relu]\n")
     path = _write(tmp_path, "big.yaml", text.encode())
     c = compile_spec(path)
-    assert c.analysis.totals.params == 4999 * 12 + 7690
-    text = text.replace("4999", "5000")
+    assert c.analysis.totals.params == 499 * 12 + 7690
+    text = text.replace("499", "500")
     path = _write(tmp_path, "too_big.yaml", text.encode())
-    assert errors_of(path) == [(path, 9, 5, "the network has more than 10000 layers (modules and functional ops)")]
+    assert errors_of(path) == [(path, 9, 5, "the network has more than 1000 layers (modules and functional ops)")]
+
+
+def test_a_hundred_thousand_repeats_are_analysed(tmp_path):
+    # 10^5 repeats of a 1x1 conv: analysed statically in about two seconds, nothing allocated per weight
+    text = SMALL.replace("layers:\n", "layers:\n  - f:\n      - repeat: 100000\n        body: ['conv2d(3, 1)']\n")
+    path = _write(tmp_path, "huge.yaml", text.encode())
+    c = compile_spec(path)
+    assert c.analysis.totals.params == 100_000 * 12 + 7690
+    assert c.analysis.totals.depth == 100_000 + 1
 
 
 # --- the command line: exit codes and JSON errors --------------------------------------------------
