@@ -40,9 +40,12 @@ class Module:
     body: list = field(default_factory=list)  # forward steps
 
     def walk(self):
-        yield self
-        for child in self.children:
-            yield from child.walk()
+        """This module and every submodule, in registration (state_dict) order."""
+        stack = [self]
+        while stack:
+            module = stack.pop()
+            yield module
+            stack.extend(reversed(module.children))
 
 
 @dataclass
@@ -327,11 +330,11 @@ def expand(resolved: Resolved, input_shape=None, num_classes: int | None = None)
     model = ex.model(env)
     aux_heads = []
     top = {c.name: c for c in model.children}
-    paths = {m.path for m in model.walk()}
     for aux in resolved.aux:
         try:
             if aux.source not in top:
-                hint = " (aux heads read the output of a top-level layer)" if aux.source in paths else ""
+                nested = any(m.path == aux.source for m in model.walk())
+                hint = " (aux heads read the output of a top-level layer)" if nested else ""
                 raise ExpandError(f"aux head '{aux.name}' reads from '{aux.source}', which is not a top-level layer{hint}", aux.source_loc or aux.loc)
             if aux.after not in top:
                 raise ExpandError(f"aux head '{aux.name}' is registered after '{aux.after}', which is not a top-level layer", aux.after_loc or aux.loc)

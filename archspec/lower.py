@@ -81,7 +81,7 @@ def lower(ex: Expanded) -> Graph:
         source = g.graph["modules"][head.source]["output"]
         g.graph["aux"][head.name] = lw.module(head.module, source)
         g.graph["loss_weights"][head.name] = head.loss_weight
-    # Present modules in registration order (aux heads where they are registered).
-    order = {m.path: i for i, m in enumerate(ex.model.walk())}
-    g.graph["modules"] = dict(sorted(g.graph["modules"].items(), key=lambda kv: order.get(kv[0], len(order))))
+    if ex.aux:  # present modules in registration order: aux heads where they are registered
+        modules = g.graph["modules"]
+        g.graph["modules"] = {m.path: modules[m.path] for m in ex.model.walk() if m.path in modules}
     return g
