@@ -8,6 +8,7 @@ input-dependent constructor arguments (in_channels, in_features) later.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from . import exprs
@@ -295,8 +296,10 @@ class _Expander:
 
     def op(self, call: exprs.Call):
         if call.name not in OPS or OPS[call.name].merge or call.name == "input":
-            known = ", ".join(sorted([*(n for n in OPS if not OPS[n].merge and n != "input"), *self.r.blocks]))
-            raise ExpandError(f"unknown op or block '{call.name}' (known: {known})", call.loc)
+            names = sorted([*(n for n in OPS if not OPS[n].merge and n != "input"), *self.r.blocks])
+            close = difflib.get_close_matches(call.name, names, n=1, cutoff=0.8)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ExpandError(f"unknown op or block '{call.name}' (known: {', '.join(names)}){hint}", call.loc)
         return OPS[call.name]
 
     def _count(self, loc: Loc) -> None:

@@ -206,3 +206,15 @@ def test_cli_prints_every_error():
     assert proc.returncode == 1
     heads = [line for line in proc.stderr.splitlines() if ": error: " in line]
     assert [h.split(": error: ")[0] for h in heads] == [f"{B}/several_errors.yaml:{p}" for p in ("8:25", "13:5", "16:1")]
+
+
+def test_unknown_op_suggests_a_close_name(tmp_path):
+    spec = tmp_path / "typo.yaml"
+    spec.write_text("archspec: 1\nname: typo\ninput: [3, 8, 8]\nlayers:\n  - flatten\n  - fc: lineer(10)\n")
+    from archspec.errors import ArchspecError
+    from archspec.pipeline import compile_spec
+
+    with pytest.raises(ArchspecError) as info:
+        compile_spec(str(spec))
+    assert info.value.message.endswith("; did you mean 'linear'?")
+    assert (info.value.loc.line, info.value.loc.col) == (6, 9)
