@@ -280,9 +280,14 @@ class _Expander:
                 raise ExpandError(f"repeat count must be a non-negative int, got {exprs.describe(count)}", sub.loc)
             if count > MAX_REPEAT:
                 raise ExpandError(f"repeat count {count} is over the limit of {MAX_REPEAT}", sub.loc)
-            for _ in range(count):
+            for i in range(count):
+                before = self.count
                 for inner in sub.body:
                     self._seq_item(seq, inner, env, part)
+                if i == 0 and self.count + (self.count - before) * (count - 1) > MAX_MODULES:
+                    # every repetition adds as many layers as the first: refuse now, not 200,000 layers later
+                    self.count += (self.count - before) * (count - 1)
+                    self._count(sub.loc)
             return
         if isinstance(sub, NamedItem) and sub.seq is not None:  # nested Sequential
             i, path = index_path()
