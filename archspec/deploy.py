@@ -458,9 +458,9 @@ def _statement(st: Stmt, ins: list, outs: list, in_place: bool) -> list:
 
 
 def _doc_text(text: str) -> list:
-    from .generate import _doc_lines, _wrap
+    from .generate import doc_lines, wrap_lines
 
-    return _wrap(_doc_lines(text))
+    return wrap_lines(doc_lines(text))
 
 
 def generate_deploy(compiled) -> str:

@@ -7,13 +7,14 @@ generation can write the same expression back over the generated class's argumen
 from __future__ import annotations
 
 import ast
+import copy
 import keyword
 import math
 import operator
 import re
 from dataclasses import dataclass
 
-from .errors import ExpandError, Loc, SpecError
+from .errors import ArchspecError, ExpandError, Loc, SpecError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CONSTS = {"true": True, "false": False, "True": True, "False": False, "none": None, "None": None, "null": None}
@@ -204,3 +205,65 @@ def describe(value) -> str:
 
 
 TYPE_WORDS = {"int": "an int", "float": "a number", "number": "a number", "bool": "a boolean", "size": "an int or a pair of ints"}
+
+
+# --- rewriting and printing expressions (code generation writes them back over a class's arguments) ---
+
+def fold(node: ast.expr) -> ast.expr:
+    """Constant-fold arithmetic, so that channel sums read as numbers where they are numbers."""
+    if isinstance(node, ast.BinOp):
+        left, right = fold(node.left), fold(node.right)
+        if isinstance(left, ast.Constant) and isinstance(right, ast.Constant):
+            try:
+                return ast.Constant(evaluate(ast.BinOp(left, node.op, right), {}, None))
+            except ArchspecError:  # division by zero, too large: keep it written out, analysis reports it
+                pass
+        if isinstance(node.op, ast.Add):
+            if isinstance(right, ast.Constant) and right.value == 0:
+                return left
+            if isinstance(left, ast.Constant) and left.value == 0:
+                return right
+        return ast.BinOp(left, node.op, right)
+    if isinstance(node, ast.UnaryOp):
+        operand = fold(node.operand)
+        if isinstance(operand, ast.Constant) and isinstance(operand.value, (int, float)):
+            return ast.Constant(-operand.value if isinstance(node.op, ast.USub) else operand.value)
+        return ast.UnaryOp(node.op, operand)
+    if isinstance(node, ast.Tuple):
+        return ast.Tuple([fold(e) for e in node.elts], ast.Load())
+    return node
+
+
+def unparse(node: ast.expr) -> str:
+    """Python source of a checked expression, constants folded."""
+    return ast.unparse(fold(node))
+
+
+def substitute(node: ast.expr, mapping: dict) -> ast.expr:
+    """A copy of ``node`` with each name in ``mapping`` replaced by its expression."""
+
+    class _Replace(ast.NodeTransformer):
+        def visit_Name(self, n):
+            return mapping.get(n.id, n)
+
+    return _Replace().visit(copy.deepcopy(node))
+
+
+def constant(value) -> ast.expr:
+    if isinstance(value, tuple):
+        return ast.Tuple([ast.Constant(v) for v in value], ast.Load())
+    return ast.Constant(value)
+
+
+def names(node: ast.expr) -> set:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def sum_of(nodes: list):
+    """The folded sum of expressions, or None if any is unknown (None)."""
+    if any(n is None for n in nodes):
+        return None
+    out = nodes[0]
+    for n in nodes[1:]:
+        out = ast.BinOp(out, ast.Add(), n)
+    return fold(out)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .errors import GenerateError
-from .exprs import evaluate, is_identifier
+from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
 from .expand import Absent, Apply, Func, Merge
 from .ops import OPS
 from .validate import CallItem, MergeItem, NamedItem, RepeatItem
@@ -37,70 +37,6 @@ def class_name_of(spec) -> str:
     if spec.class_name:
         return spec.class_name
     return "".join(part[:1].upper() + part[1:] for part in spec.name.split("_") if part) or "Model"
-
-
-# --- small expression helpers ----------------------------------------------------------------
-
-def _fold(node: ast.expr) -> ast.expr:
-    """Constant-fold arithmetic so that channel sums read as numbers where they are numbers."""
-    if isinstance(node, ast.BinOp):
-        left, right = _fold(node.left), _fold(node.right)
-        if isinstance(left, ast.Constant) and isinstance(right, ast.Constant):
-            try:
-                value = evaluate(ast.BinOp(left, node.op, right), {}, None)
-            except Exception:  # division by zero etc.: keep the expression, analysis reports it
-                value = None
-            if value is not None:
-                return ast.Constant(value)
-        if isinstance(node.op, ast.Add):
-            if isinstance(right, ast.Constant) and right.value == 0:
-                return left
-            if isinstance(left, ast.Constant) and left.value == 0:
-                return right
-        return ast.BinOp(left, node.op, right)
-    if isinstance(node, ast.UnaryOp):
-        operand = _fold(node.operand)
-        if isinstance(operand, ast.Constant) and isinstance(operand.value, (int, float)):
-            return ast.Constant(-operand.value if isinstance(node.op, ast.USub) else operand.value)
-        return ast.UnaryOp(node.op, operand)
-    if isinstance(node, ast.Tuple):
-        return ast.Tuple([_fold(e) for e in node.elts], ast.Load())
-    return node
-
-
-def _src(node: ast.expr) -> str:
-    return ast.unparse(_fold(node))
-
-
-def _subst(node: ast.expr, mapping: dict) -> ast.expr:
-    class _T(ast.NodeTransformer):
-        def visit_Name(self, n):
-            return mapping.get(n.id, n)
-
-    return _T().visit(_copy(node))
-
-
-def _copy(node):
-    return ast.parse(ast.unparse(node), mode="eval").body if not isinstance(node, ast.Constant) else ast.Constant(node.value)
-
-
-def _const(value) -> ast.expr:
-    if isinstance(value, tuple):
-        return ast.Tuple([ast.Constant(v) for v in value], ast.Load())
-    return ast.Constant(value)
-
-
-def _names(node: ast.expr) -> set:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-
-
-def _sum(nodes: list):
-    if any(n is None for n in nodes):
-        return None
-    out = nodes[0]
-    for n in nodes[1:]:
-        out = ast.BinOp(out, ast.Add(), n)
-    return _fold(out)
 
 
 def _shape_comment(shape) -> str:
@@ -225,25 +161,25 @@ class _Generator:
         for name, expr in out.items():
             if in_forward:
                 expr = self.forward_expr(expr, scope)
-            rendered[name] = _src(expr)
+            rendered[name] = unparse(expr)
         return rendered
 
     def forward_expr(self, expr, scope: _Scope):
         """Block arguments used in forward are read from attributes stored in __init__."""
-        used = _names(expr) & scope.arg_names
+        used = names(expr) & scope.arg_names
         for n in sorted(used):
             if n not in scope.stored_args:
                 if n in scope.module_names:
                     raise GenerateError(f"argument '{n}' of {scope.owner} is needed in forward but a module has the same name", None)
                 scope.stored_args.append(n)
-        return _subst(expr, {n: ast.Attribute(ast.Name("self", ast.Load()), n, ast.Load()) for n in used})
+        return substitute(expr, {n: ast.Attribute(ast.Name("self", ast.Load()), n, ast.Load()) for n in used})
 
     def block_call(self, call, in_expr, scope: _Scope, rel: str, loc) -> tuple:
         """Source of a block constructor call and the block's output channel expression."""
         block = self.blocks[call.name]
         self.ensure_class(call.name)
         in_src = self.check_symbolic(scope, rel, in_expr, loc)
-        args = [_src(in_src)] + [_src(a) for a in call.args] + [f"{k}={_src(v)}" for k, v in call.kwargs]
+        args = [unparse(in_src)] + [unparse(a) for a in call.args] + [f"{k}={unparse(v)}" for k, v in call.kwargs]
         out = self.out_channels.get(call.name)
         if out is not None:
             mapping = {"in_channels": in_src}
@@ -252,8 +188,8 @@ class _Generator:
                 given[a.name] = expr
             given.update(dict(call.kwargs))
             for a in block.args:
-                mapping[a.name] = given.get(a.name, _const(a.default) if not a.required else ast.Name(a.name, ast.Load()))
-            out = _fold(_subst(out, mapping))
+                mapping[a.name] = given.get(a.name, constant(a.default) if not a.required else ast.Name(a.name, ast.Load()))
+            out = fold(substitute(out, mapping))
         return f"{call.name}({', '.join(args)})", out
 
     def module_ctor(self, call, in_expr, scope: _Scope, rel: str, loc) -> tuple:
@@ -264,7 +200,7 @@ class _Generator:
         exprs_ = self.attr_exprs(call.name, call, scope, in_forward=False)
         in_src = ""
         if op.inferred:
-            in_src = _src(self.check_symbolic(scope, rel, in_expr, loc))
+            in_src = unparse(self.check_symbolic(scope, rel, in_expr, loc))
         ctor = op.module(in_src, exprs_, op)
         return ctor, self.channels_after(call, in_expr)
 
@@ -295,12 +231,12 @@ class _Generator:
         init = list(scope.init)
         for n in scope.stored_args:
             init.append(f"self.{n} = {n}")
-        doc = _doc_lines(block.doc or f"Block {name} from the spec.")
+        doc = doc_lines(block.doc or f"Block {name} from the spec.")
         insts = scope.instances
         if insts:
             where = insts[0].path or self.model_class
             doc += ["", f"Shapes in forward are those of {where}" + (f" (one of {len(insts)} instances)." if len(insts) > 1 else ".")]
-        doc = _wrap(doc)
+        doc = wrap_lines(doc)
         self.classes[name] = ClassCode(name, doc, params, init or ["pass"], scope.forward + ["return x"])
 
     def first_steps(self, scope: _Scope):
@@ -336,10 +272,10 @@ class _Generator:
             shape = self.shape_of_first(scope, rel)
             lines = f"self.{item.name} = {ctor}".split("\n")
             if item.cond is not None:
-                scope.init += [f"if {_src(item.cond)}:", *_indent(lines), "else:", f"    self.{item.name} = None"]
+                scope.init += [f"if {unparse(item.cond)}:", *_indent(lines), "else:", f"    self.{item.name} = None"]
                 call = f"self.{item.name}({src}) if self.{item.name} is not None else {src}"
                 scope.forward.append(_stmt(f"{dst} = {call}", shape))
-                same = out is not None and ch is not None and _src(out) == _src(ch)
+                same = out is not None and ch is not None and unparse(out) == unparse(ch)
                 return (out if same else None), fresh and src == dst  # may be the input itself
             scope.init += lines
             scope.forward.append(_stmt(f"{dst} = self.{item.name}({src})", shape))
@@ -367,7 +303,7 @@ class _Generator:
         shape = self.node_shape(step)
         if item.kind == "concat":
             scope.forward.append(_stmt(f"{dst} = torch.cat([{', '.join(outs)}], 1)", shape))
-            return _sum(chans)
+            return sum_of(chans)
         scope.forward.append(_stmt(f"{dst} = {' + '.join(outs)}", shape))
         return chans[0]
 
@@ -410,10 +346,10 @@ class _Generator:
             return ch
         trial: list = []
         ch_after = self.seq_entries(item.body, ch, scope, rel, trial, [counter[0]], first=first)
-        steady = ch is not None and ch_after is not None and _src(ch) == _src(ch_after)
+        steady = ch is not None and ch_after is not None and unparse(ch) == unparse(ch_after)
         if steady and len(trial) == 1 and "\n" not in trial[0] and (count is None or count > 1):
             # Same module each time: one generator expression, as a person would write it.
-            entries.append(f"*({trial[0]} for _ in range({_src(item.count)}))")
+            entries.append(f"*({trial[0]} for _ in range({unparse(item.count)}))")
             counter[0] += count or 0
             return ch_after
         if count is None:
@@ -495,7 +431,7 @@ class _Generator:
             forward.append("return x")
             fsig = "self, x: Tensor) -> Tensor"
         t = c.analysis.totals
-        doc = _doc_lines(spec.description or f"The {spec.name} network.")
+        doc = doc_lines(spec.description or f"The {spec.name} network.")
         doc += ["", f"Generated from {spec_label(c.file)} by archspec. Input {_dims(ex.input)}, "
                     f"{ex.num_classes} classes by default.",
                 f"Parameters: {t.params:,} in training (all parts), {t.params_eval:,} in eval (main network).",
@@ -503,7 +439,7 @@ class _Generator:
         if ex.aux:
             heads = ", ".join(f"{h.name} (from {h.source}, loss weight {h.loss_weight:g})" for h in ex.aux)
             doc += [f"Aux heads, run in training only: {heads}."]
-        doc = _wrap(doc)
+        doc = wrap_lines(doc)
         return ClassCode(self.model_class, doc, params, init or ["pass"], forward, fsig)
 
     def aux_init(self, head, aux_item, scope: _Scope) -> None:
@@ -572,7 +508,7 @@ def _dims(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def _wrap(lines: list, width: int = 96) -> list:
+def wrap_lines(lines: list, width: int = 96) -> list:
     import textwrap
 
     out = []
@@ -581,7 +517,7 @@ def _wrap(lines: list, width: int = 96) -> list:
     return out
 
 
-def _doc_lines(text: str) -> list:
+def doc_lines(text: str) -> list:
     """Docstring lines from spec text: no quote, backslash or control character can end the string."""
     out = []
     for ch in text:
@@ -647,7 +583,7 @@ def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
             raise GenerateError(f"aux head name '{h.name}' clashes with a name of the outputs namedtuple", h.loc)
     heads = [{"name": h.name, "weight": repr(float(h.loss_weight))} for h in ex.aux]
     return render("module.py.j2", {
-        "title": _doc_lines(f"{spec.name}: {spec.description}" if spec.description else spec.name),
+        "title": doc_lines(f"{spec.name}: {spec.description}" if spec.description else spec.name),
         "model": model,
         "blocks": blocks,
         "outputs": f"{model.name}Outputs" if ex.aux else None,
