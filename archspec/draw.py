@@ -513,12 +513,13 @@ def render(compiled, fmt: str, depth: int | str = 1, fuse: bool = False) -> str:
 def run_draw(args) -> int:
     """``archspec draw SPEC -o FILE [--depth N|auto] [--fuse]``."""
     from .build import write_atomic
-    from .pipeline import compile_spec
+    from .pipeline import compile_spec, resolve_specs
 
     ext = os.path.splitext(args.output)[1].lower()
     if ext not in FORMATS:
         raise UsageError(f"cannot tell the format of '{args.output}': use a .dot, .svg or .mmd file name")
-    compiled = compile_spec(args.spec)
+    (spec,) = resolve_specs([args.spec])  # a name may be a stock spec's
+    compiled = compile_spec(spec)
     text = render(compiled, FORMATS[ext], args.depth, getattr(args, "fuse", False))
     write_atomic(args.output, text)
     return 0

@@ -50,3 +50,10 @@ def test_installed_wheel_builds_from_any_directory(installed, tmp_path):
     check = _run(installed, "check", "inception_v3", "--format", "json", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     assert '"params": 27161264' in check.stdout
+    # every command's code is in the wheel (packages are listed explicitly in pyproject.toml)
+    diff = _run(installed, "diff", "googlenet_paper", "googlenet", cwd=tmp_path)
+    assert diff.returncode == 1 and "-373,392" in diff.stdout, diff.stderr
+    factorized = _run(installed, "check", "googlenet_factorized", cwd=tmp_path)  # transforms/
+    assert factorized.returncode == 0, factorized.stderr
+    schema = _run(installed, "schema", cwd=tmp_path)
+    assert schema.returncode == 0 and schema.stdout.lstrip().startswith("{")

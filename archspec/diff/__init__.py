@@ -82,7 +82,10 @@ def code_diff(a, b) -> str:
 
 def run_diff(args) -> int:
     """``archspec diff A B``: 0 identical, 1 different, 2 trouble (ArchspecError is raised to the CLI)."""
-    d = diff_specs(args.a, args.b, code=getattr(args, "code", False))
+    from ..pipeline import resolve_specs
+
+    a, b = resolve_specs([args.a, args.b])  # a name may be a stock spec's
+    d = diff_specs(a, b, code=getattr(args, "code", False))
     if args.format == "json":
         print(json.dumps(d.to_json(), indent=2))
     elif args.format == "markdown":
