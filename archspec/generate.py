@@ -559,12 +559,12 @@ def generate(compiled) -> str:
 
 
 def template_dir() -> str:
-    """templates/ beside the package (source checkout) or inside it (installed wheel)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(here, "templates"), os.path.join(os.path.dirname(here), "templates")):
-        if os.path.isfile(os.path.join(candidate, "module.py.j2")):
-            return candidate
-    raise GenerateError("cannot find archspec's templates (a broken installation?)")
+    from .resources import data_dir
+
+    found = data_dir("templates", "module.py.j2")
+    if found is None:
+        raise GenerateError("cannot find archspec's templates (a broken installation?)")
+    return found
 
 
 def render(template: str, context: dict) -> str:

@@ -107,12 +107,10 @@ def spec_files(directory: str = "specs") -> list:
 
 
 def stock_dir() -> str:
-    """The stock specs: specs/ beside the package (source checkout) or inside it (installed wheel)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(os.path.dirname(here), "specs"), os.path.join(here, "specs")):
-        if os.path.isfile(os.path.join(candidate, "googlenet.yaml")):
-            return candidate
-    return os.path.join(here, "specs")
+    """The stock specs (package data, archspec/resources.py)."""
+    from .resources import data_dir
+
+    return data_dir("specs", "googlenet.yaml") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 
 
 def resolve_specs(args: list) -> list:
