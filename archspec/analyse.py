@@ -47,7 +47,10 @@ class Analysis:
         return self.graph.nodes[self.graph.graph["output"]]["shape"]
 
 
-def _dims(shape) -> str:
+def dims(shape) -> str:
+    """A shape as people write it: 64x56x56 ("?" when unknown)."""
+    if shape is None:
+        return "?"
     return "x".join(str(d) for d in shape)
 
 
@@ -56,18 +59,18 @@ def _merge_error(g, node, data, shapes) -> ShapeError:
     labels = data.get("labels") or [f"branch {i + 1}" for i in range(len(shapes))]
     if data["op"] == "concat":
         if any(len(s) != len(shapes[0]) for s in shapes):
-            detail = ", ".join(f"{l} gives {_dims(s)}" for l, s in zip(labels, shapes))
+            detail = ", ".join(f"{l} gives {dims(s)}" for l, s in zip(labels, shapes))
             return ShapeError(f"concat in {where}: branches have different ranks: {detail}", data["loc"], node)
         first = shapes[0]
         for label, s in zip(labels[1:], shapes[1:]):
             if s[1:] != first[1:]:
-                return ShapeError(f"concat in {where}: {labels[0]} gives {_dims(first[1:])}, {label} gives {_dims(s[1:])}",
+                return ShapeError(f"concat in {where}: {labels[0]} gives {dims(first[1:])}, {label} gives {dims(s[1:])}",
                                   data["loc"], node)
     first = shapes[0]
     for label, s in zip(labels[1:], shapes[1:]):
         if s != first:
             what = "channels" if len(s) == len(first) and s[1:] == first[1:] else "shapes"
-            a, b = (first[0], s[0]) if what == "channels" else (_dims(first), _dims(s))
+            a, b = (first[0], s[0]) if what == "channels" else (dims(first), dims(s))
             return ShapeError(f"add in {where}: {labels[0]} gives {a} {what}, {label} gives {b}", data["loc"], node)
     return ShapeError(f"{data['op']} in {where}: inputs disagree", data["loc"], node)
 

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from .analyse import dims
 from .diff import short_op
 from .errors import UsageError
 from .ops import OPS
@@ -70,12 +71,6 @@ class View:
     legend: list  # lines
     depth: int
     orders: list = field(default_factory=list)  # branch heads to keep left to right
-
-
-def _dims(shape) -> str:
-    if shape is None:
-        return "?"
-    return "x".join(str(d) for d in shape)
 
 
 def view(compiled, depth: int = 1, fuse: bool = False) -> View:
@@ -265,7 +260,7 @@ def _legend(c) -> list:
     from .report import _human
 
     t = c.analysis.totals
-    lines = [f"{c.name}  ({_dims(c.expanded.input)} → {_dims(c.analysis.output)})"]
+    lines = [f"{c.name}  ({dims(c.expanded.input)} → {dims(c.analysis.output)})"]
     if len(t.params_by_part) > 1:
         lines.append(f"params: {t.params:,} training, {t.params_eval:,} eval")
     else:
@@ -376,11 +371,11 @@ def _dot_node(b: Box) -> str:
     fill, line = _STYLE["aux" if b.part != "main" and b.kind != "io" else b.kind]
     style = "rounded,filled,dashed" if b.part != "main" else "rounded,filled"
     if b.kind == "merge":
-        label = f'<<b>{_html(b.name)}</b><br/><font point-size="9">{_dims(b.shape)}</font>>'
+        label = f'<<b>{_html(b.name)}</b><br/><font point-size="9">{dims(b.shape)}</font>>'
         return (f'{_q(b.id)} [shape=ellipse, style="{style.replace("rounded,", "")}", fillcolor="{fill}", color="{line}", '
                 f'margin="0.04,0.02", label={label}];')
     what = f'<br/><font point-size="9">{_html(b.what)}</font>' if b.what else ""
-    label = f'<<b>{_html(b.name)}</b>{what}<br/><font point-size="9" color="#444444">{_dims(b.shape)}</font>>'
+    label = f'<<b>{_html(b.name)}</b>{what}<br/><font point-size="9" color="#444444">{dims(b.shape)}</font>>'
     return f'{_q(b.id)} [style="{style}", fillcolor="{fill}", color="{line}", label={label}];'
 
 
@@ -441,7 +436,7 @@ def _mm_cluster(v: View, c: Cluster, out: list, ind: str, placed: set, ident) ->
 
 def _mm_node(b: Box, ident) -> str:
     cls = "aux" if b.part != "main" and b.kind != "io" else b.kind
-    text = f"<b>{_mm(b.name)}</b>" + (f"<br/>{_mm(b.what)}" if b.what else "") + f"<br/>{_dims(b.shape)}"
+    text = f"<b>{_mm(b.name)}</b>" + (f"<br/>{_mm(b.what)}" if b.what else "") + f"<br/>{dims(b.shape)}"
     if b.kind == "merge":
         return f'{ident(b.id)}(["{text}"]):::{cls}'
     return f'{ident(b.id)}["{text}"]:::{cls}'

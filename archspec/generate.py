@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import __version__
+from .analyse import dims
 from .errors import GenerateError
 from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
 from .expand import Absent, Apply, Func, Merge
@@ -432,7 +433,7 @@ class _Generator:
             fsig = "self, x: Tensor) -> Tensor"
         t = c.analysis.totals
         doc = doc_lines(spec.description or f"The {spec.name} network.")
-        doc += ["", f"Generated from {spec_label(c.file)} by archspec. Input {_dims(ex.input)}, "
+        doc += ["", f"Generated from {spec_label(c.file)} by archspec. Input {dims(ex.input)}, "
                     f"{ex.num_classes} classes by default.",
                 f"Parameters: {t.params:,} in training (all parts), {t.params_eval:,} in eval (main network).",
                 f"MACs: {t.macs:,} (conv + linear multiply-adds, batch 1, eval; FLOPs = 2 x MACs)."]
@@ -502,10 +503,6 @@ def _stmt(code: str, shape) -> str:
 
 def _indent(lines):
     return ["    " + line for line in lines]
-
-
-def _dims(shape) -> str:
-    return "x".join(map(str, shape))
 
 
 def wrap_lines(lines: list, width: int = 96) -> list:

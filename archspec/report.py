@@ -5,7 +5,8 @@ CONVENTION = ("MACs = multiply-adds of conv and linear layers at batch 1 in eval
               "(torchvision's _ops / fvcore conv+linear convention); FLOPs = 2 x MACs.")
 
 
-def _shape(shape) -> list | None:
+def batched(shape) -> list | None:
+    """A shape with the batch dimension (batch 1), as torch prints it; None when unknown."""
     return [1, *shape] if shape is not None else None
 
 
@@ -29,16 +30,16 @@ def to_json(c) -> dict:
     for node, d in g.nodes(data=True):
         if d["op"] == "input":
             continue
-        layers.append({"path": node, "op": d["op"], "output_shape": _shape(d["shape"]), "params": d["params"],
+        layers.append({"path": node, "op": d["op"], "output_shape": batched(d["shape"]), "params": d["params"],
                        "buffers": d["buffers"], "macs": d["macs"], "part": d["part"],
                        "receptive_field": list(d["rf"][:2])})
-    modules = [{"path": p, "type": m["type"], "part": m["part"], "output_shape": _shape(m["output_shape"]),
+    modules = [{"path": p, "type": m["type"], "part": m["part"], "output_shape": batched(m["output_shape"]),
                 "params": m["params"], "macs": m["macs"]} for p, m in a.modules.items() if p]
     return {
         "name": c.name,
         "spec": c.file,
-        "input": _shape(g.graph["input"]),
-        "output": _shape(a.output),
+        "input": batched(g.graph["input"]),
+        "output": batched(a.output),
         "num_classes": c.expanded.num_classes,
         "totals": {
             "params": t.params,
@@ -52,7 +53,7 @@ def to_json(c) -> dict:
             "depth": t.depth,
         },
         "aux": {name: {"from": h.source, "loss_weight": h.loss_weight, "params": t.params_by_part[name],
-                       "output": _shape(g.nodes[g.graph["aux"][name]]["shape"])} for name, h in
+                       "output": batched(g.nodes[g.graph["aux"][name]]["shape"])} for name, h in
                 ((h.name, h) for h in c.expanded.aux)},
         "rewrites": [r.to_json() for r in c.rewrites],
         "conventions": CONVENTION,
@@ -76,7 +77,7 @@ def table(c, depth: int = 3) -> str:
         label = f"{indent}{name} ({m['type']})"
         if m["part"] != "main" and level == 1:
             label += " [aux, training only]"
-        shape = _shape(m["output_shape"])
+        shape = batched(m["output_shape"])
         rows.append((label, str(shape) if shape else "--", _n(m["params"]) if m["params"] else "--",
                      _n(m["macs"]) if m["macs"] else "--"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -93,7 +94,7 @@ def table(c, depth: int = 3) -> str:
     g = a.graph
     out += [
         line,
-        f"Input: {_shape(g.graph['input'])}   Output: {_shape(a.output)}",
+        f"Input: {batched(g.graph['input'])}   Output: {batched(a.output)}",
         f"Params (training, all parts): {_n(t.params)}" + (f"  = {parts}" if len(t.params_by_part) > 1 else ""),
         f"Params (eval, main network):  {_n(t.params_eval)}",
         f"Buffers:                      {_n(t.buffers)}",

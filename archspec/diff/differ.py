@@ -12,7 +12,7 @@ from ..expand import Module
 from ..ops import OPS, OpShapeError
 from .changes import Change
 from .walk import Unit, _Side
-from .words import _ATTR_NAMES, _CHANNELS, _GEOMETRY, _POOLS, _fmt, _runs, _shape, _shape_text, call_text, short_op
+from .words import _ATTR_NAMES, _CHANNELS, _GEOMETRY, _POOLS, _fmt, _runs, _shape_text, batched, call_text, short_op
 
 
 class _Differ:
@@ -22,7 +22,7 @@ class _Differ:
 
     # --- records ---
     def _side(self, side: _Side, units: list) -> list:
-        return [{"path": u.path, "type": u.op, "text": side.text(u), "output_shape": _shape(side.out_shape(u)),
+        return [{"path": u.path, "type": u.op, "text": side.text(u), "output_shape": batched(side.out_shape(u)),
                  "params": side.params(u), "macs": side.macs(u)} for u in units]
 
     def emit(self, kind, summary, key, ua: list, ub: list, params_delta=None, macs_delta=None, attrs=()):
@@ -50,7 +50,7 @@ class _Differ:
         ea, eb = self.A.c.expanded, self.B.c.expanded
         if tuple(ea.input) != tuple(eb.input):
             side = lambda shape: [{"path": "input", "type": "input", "text": "x".join(map(str, shape)),  # noqa: E731
-                                   "output_shape": _shape(shape), "params": 0, "macs": 0}]
+                                   "output_shape": batched(shape), "params": 0, "macs": 0}]
             self.changes.append(Change("changed", f"input {_shape_text(ea.input)} -> {_shape_text(eb.input)}",
                                        "input size", side(ea.input), side(eb.input), "main", 0, 0,
                                        [("input", tuple(ea.input), tuple(eb.input))]))

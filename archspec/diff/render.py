@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .changes import Group
-from .words import _n, _shape, _signed
+from .words import _n, _signed, batched
 
 
 @dataclass
@@ -38,8 +38,8 @@ class Diff:
         parts = list(dict.fromkeys([*ta.params_by_part, *tb.params_by_part]))
         rows["params_by_part"] = {p: {"a": ta.params_by_part.get(p, 0), "b": tb.params_by_part.get(p, 0),
                                       "delta": tb.params_by_part.get(p, 0) - ta.params_by_part.get(p, 0)} for p in parts}
-        rows["output"] = {"a": _shape(self.a.analysis.output), "b": _shape(self.b.analysis.output)}
-        rows["input"] = {"a": _shape(self.a.expanded.input), "b": _shape(self.b.expanded.input)}
+        rows["output"] = {"a": batched(self.a.analysis.output), "b": batched(self.b.analysis.output)}
+        rows["input"] = {"a": batched(self.a.expanded.input), "b": batched(self.b.expanded.input)}
         return rows
 
     def modules(self) -> list:
@@ -51,7 +51,7 @@ class Diff:
             x, y = ma.get(path), mb.get(path)
             row = {"path": path}
             for side, m in (("a", x), ("b", y)):
-                row[side] = None if m is None else {"type": m["type"], "output_shape": _shape(m["output_shape"]),
+                row[side] = None if m is None else {"type": m["type"], "output_shape": batched(m["output_shape"]),
                                                     "params": m["params"], "macs": m["macs"], "part": m["part"]}
             if x and y and row["a"] == {**row["b"], "type": row["a"]["type"]} and not self._touched(path):
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..ops import OPS, REQUIRED
+from ..report import batched  # noqa: F401 - shared with the differ
 
 # How attributes are named in a change, and which ones change together.
 _ATTR_NAMES = {"kernel_size": "kernel", "out_channels": "channels", "out_features": "features",
@@ -29,12 +30,8 @@ def _fmt(value, name: str = "") -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _shape(shape) -> list | None:
-    return [1, *shape] if shape is not None else None
-
-
 def _shape_text(shape) -> str:
-    return str(_shape(shape)) if shape is not None else "--"
+    return str(batched(shape)) if shape is not None else "--"
 
 
 def _n(v: int) -> str:
