@@ -288,6 +288,7 @@ class _Generator:
     def merge(self, item: MergeItem, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
         """Each branch reads ``src`` into its own variable; concat or sum them into ``dst``."""
         outs, chans = [], []
+        names_ = _branch_vars(step.labels if isinstance(step, Merge) else [""] * len(item.branches))
         for j, branch in enumerate(item.branches):
             sub_steps = step.branches[j] if isinstance(step, Merge) else None
             if not branch:  # identity
@@ -295,10 +296,9 @@ class _Generator:
                 chans.append(ch)
                 continue
             if item.kind == "add":  # residual sums read best as torchvision writes them
-                label = "out" if not any(item.branches[:j]) else "identity"
+                local = scope.local("out" if not any(item.branches[:j]) else "identity")
             else:
-                label = step.labels[j] if isinstance(step, Merge) else f"branch{j + 1}"
-            local = scope.local(_var_name(label, j))
+                local = scope.local(names_[j])
             chans.append(self.body(branch, sub_steps, src, local, ch, scope, rel_prefix, fresh=False))
             outs.append(local)
         shape = self.node_shape(step)
@@ -490,10 +490,18 @@ def _arg(call, op, name):
     return None
 
 
-def _var_name(label: str, j: int) -> str:
-    # torchvision's style: the branch of branch5x5_1, branch5x5_2 is held in `branch5x5`.
-    stem = label[:-2] if label.endswith("_1") and len(label) > 2 else label
-    return stem if is_identifier(stem) else f"branch{j + 1}"
+def _branch_vars(labels: list) -> list:
+    """Variable names for a merge's branches, from their first modules' names.
+
+    torchvision's style: the branch of branch5x5_1, branch5x5_2 is held in `branch5x5`; a branch
+    without a named module is `branch<k>`. When a name is long (Caffe's flat
+    `inception_3a_double_3x3_reduce` would make every line of the branch long), all the merge's
+    branches are numbered instead: branch1, branch2, ...
+    """
+    stems = [label[:-2] if label.endswith("_1") and len(label) > 2 else label for label in labels]
+    if any(len(s) > 16 for s in stems):
+        return [f"branch{j + 1}" for j in range(len(labels))]
+    return [s if is_identifier(s) else f"branch{j + 1}" for j, s in enumerate(stems)]
 
 
 def _stmt(code: str, shape) -> str:
