@@ -14,8 +14,10 @@ from archspec.verify import import_generated  # noqa: E402
 CASES = [
     ("alexnet", "alexnet", {}, "AlexNet"),
     ("vgg16", "vgg16", {}, "VGG16"),
+    ("vgg16_bn", "vgg16_bn", {}, "VGG16BN"),
     ("googlenet", "googlenet", {"aux_logits": True, "init_weights": False}, "GoogLeNet"),
     ("inception_v3", "inception_v3", {"aux_logits": True, "init_weights": False}, "Inception3"),
+    ("resnet18", "resnet18", {}, "ResNet18"),
     ("resnet50", "resnet50", {}, "ResNet50"),
     ("resnet152", "resnet152", {}, "ResNet152"),
 ]

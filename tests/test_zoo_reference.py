@@ -17,8 +17,10 @@ from archspec.ops import OPS, pair
 ZOO = {
     "alexnet": ("alexnet", None),
     "vgg16": ("vgg16", None),
+    "vgg16_bn": ("vgg16_bn", None),
     "googlenet": ("googlenet_aux", "googlenet_noaux"),
     "inception_v3": ("inception_v3_aux", "inception_v3_noaux"),
+    "resnet18": ("resnet18", None),
     "resnet50": ("resnet50", None),
     "resnet152": ("resnet152", None),
 }
