@@ -174,10 +174,8 @@ def find_site(call: exprs.Call, blocks: dict, units: dict, rule, kernel: int | N
     given = given_args(call, params)
     defaults = {p[0]: p[2] for p in params}
     _, k_name, s_name, p_name = names
-    k_expr = given.get(k_name)
-    k_value = _literal(k_expr) if k_expr is not None else _default(defaults[k_name])
+    k_value, shown = _static(given, defaults, k_name)
     if k_value is None:
-        shown = ast.unparse(k_expr) if k_expr is not None else "not given"
         raise TransformError(f"{what}: cannot read the kernel of '{call.text}': {k_name} is '{shown}', not a literal size "
                              "(write the kernel as a number where the conv is called)", call.loc)
     size = _square(k_value)
@@ -190,14 +188,21 @@ def find_site(call: exprs.Call, blocks: dict, units: dict, rule, kernel: int | N
                                      f"'{ast.unparse(given[attr])}', not 1", call.loc)
     padding = 0
     if p_name is not None:
-        p_expr = given.get(p_name)
-        padding = _literal(p_expr) if p_expr is not None else _default(defaults[p_name])
+        padding, shown = _static(given, defaults, p_name)
         if padding is None:
-            shown = ast.unparse(p_expr) if p_expr is not None else "not given"
             raise TransformError(f"{what}: cannot factorize '{call.text}': {p_name} is '{shown}', not a literal "
                                  "(the rewrite must split it over the new convolutions)", call.loc)
     stride = given.get(s_name, defaults.get(s_name, 1)) if s_name is not None else 1
     return Site(call, params, names, given, size, padding, stride)
+
+
+def _static(given: dict, defaults: dict, name: str) -> tuple:
+    """(value, as written) of an argument the rewrite must know statically: the literal given at the
+    call, else the block's default; value None when it is an expression."""
+    expr = given.get(name)
+    if expr is None:
+        return _default(defaults[name]), "not given"
+    return _literal(expr), ast.unparse(expr)
 
 
 def _default(value):
