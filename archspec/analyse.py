@@ -1,7 +1,8 @@
 """Stage 6, analyse: shapes, parameters, buffers, MACs and receptive fields, without torch.
 
-Every node gets ``shape`` (without the batch dimension), ``params``, ``buffers``, ``macs`` and
-``rf`` (receptive field height, width) through the op catalog. Totals are kept per part: the
+Every node's ``meta`` gets ``shape`` (without the batch dimension), ``params``, ``buffers``,
+``macs``, ``rf`` (receptive field height, width, and the jumps) and ``tensors`` (its parameters
+and buffers: name, shape, whether a buffer) through the op catalog. Totals are kept per part: the
 main network and each aux head. Conventions (also printed by the report):
 
 * MACs: multiply-adds of conv and linear layers at batch 1 in eval mode, bias not counted
@@ -16,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import ShapeError, raise_all
-from .graph import Graph, topological_order
+from .graph import Graph, Node, topological_order
 from .ops import OPS, OpShapeError, pair
 
 
@@ -44,7 +45,7 @@ class Analysis:
 
     @property
     def output(self) -> tuple:
-        return self.graph.nodes[self.graph.graph["output"]]["shape"]
+        return self.graph.output.meta["shape"]
 
 
 def dims(shape) -> str:
@@ -54,25 +55,25 @@ def dims(shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _merge_error(g, node, data, shapes) -> ShapeError:
-    where = data["path"] or "the model"
-    labels = data.get("labels") or [f"branch {i + 1}" for i in range(len(shapes))]
-    if data["op"] == "concat":
+def _merge_error(node: Node, shapes: list) -> ShapeError:
+    where = node.path or "the model"
+    labels = node.labels or [f"branch {i + 1}" for i in range(len(shapes))]
+    if node.op == "concat":
         if any(len(s) != len(shapes[0]) for s in shapes):
             detail = ", ".join(f"{l} gives {dims(s)}" for l, s in zip(labels, shapes))
-            return ShapeError(f"concat in {where}: branches have different ranks: {detail}", data["loc"], node)
+            return ShapeError(f"concat in {where}: branches have different ranks: {detail}", node.loc, node.name)
         first = shapes[0]
         for label, s in zip(labels[1:], shapes[1:]):
             if s[1:] != first[1:]:
                 return ShapeError(f"concat in {where}: {labels[0]} gives {dims(first[1:])}, {label} gives {dims(s[1:])}",
-                                  data["loc"], node)
+                                  node.loc, node.name)
     first = shapes[0]
     for label, s in zip(labels[1:], shapes[1:]):
         if s != first:
             what = "channels" if len(s) == len(first) and s[1:] == first[1:] else "shapes"
             a, b = (first[0], s[0]) if what == "channels" else (dims(first), dims(s))
-            return ShapeError(f"add in {where}: {labels[0]} gives {a} {what}, {label} gives {b}", data["loc"], node)
-    return ShapeError(f"{data['op']} in {where}: inputs disagree", data["loc"], node)
+            return ShapeError(f"add in {where}: {labels[0]} gives {a} {what}, {label} gives {b}", node.loc, node.name)
+    return ShapeError(f"{node.op} in {where}: inputs disagree", node.loc, node.name)
 
 
 def _receptive(op, attrs, in_rf, in_shape, out_shape, input_hw):
@@ -91,70 +92,69 @@ def _receptive(op, attrs, in_rf, in_shape, out_shape, input_hw):
     return in_rf
 
 
-def analyse(g: Graph) -> Analysis:
+def analyse(graph: Graph) -> Analysis:
     """Annotate every node and total the network; shape errors name the module and the spec line."""
     errors = []
-    input_hw = tuple(g.graph["input"][1:])
-    order = topological_order(g)  # insertion order for every graph lower builds (archspec/graph.py)
-    nodes = g.nodes
+    input_hw = tuple(graph.input_shape[1:])
+    order = topological_order(graph)  # insertion order for every graph lower builds (archspec/graph.py)
     # Totals per part and per module path, and the depth, are computed in the same pass (one visit
     # of each node matters for large networks, whose nodes no longer fit in the CPU caches).
-    parts: dict = {part: [0, 0, 0] for part in ("main", *g.graph["aux"])}
+    parts: dict = {part: [0, 0, 0] for part in ("main", *graph.aux)}
     own: dict = {}  # module path -> [params, buffers, macs] of its own nodes
     depth: dict = {}  # node -> layers with weights on the longest path from the input to it
     for node in order:
-        data = nodes[node]
-        op = OPS[data["op"]]
-        ins = [nodes[i].get("shape") for i in data["inputs"]]
+        meta = node.meta
+        op = OPS[node.op]
+        ins = [i.meta.get("shape") for i in node.inputs]
         if any(s is None for s in ins):  # an upstream error was already reported
-            data["shape"] = None
+            meta["shape"] = None
             continue
         try:
-            shape = tuple(op.shape(ins, data["attrs"]))
+            shape = tuple(op.shape(ins, node.attrs))
         except OpShapeError as exc:
             if op.merge:
-                errors.append(_merge_error(g, node, data, ins))
+                errors.append(_merge_error(node, ins))
             else:
-                where = data["path"] if data["module"] else f"{data['path'] or 'the model'} ({data['op']})"
-                errors.append(ShapeError(f"{where}: {exc}", data["loc"], node))
-            data["shape"] = None
+                where = node.path if node.is_module else f"{node.path or 'the model'} ({node.op})"
+                errors.append(ShapeError(f"{where}: {exc}", node.loc, node.name))
+            meta["shape"] = None
             continue
-        data["shape"] = shape
+        meta["shape"] = shape
         first = ins[0] if ins else None
-        tensors = op.tensors(first, data["attrs"]) if first is not None else ()
-        data["tensors"] = tensors
+        tensors = op.tensors(first, node.attrs) if first is not None else ()
+        meta["tensors"] = tensors
         params = buffers = 0
         for _, tshape, is_buffer in tensors:
             if is_buffer:
                 buffers += math.prod(tshape)
             else:
                 params += math.prod(tshape)
-        macs = op.macs(first, shape, data["attrs"]) if first is not None else 0
-        data["params"], data["buffers"], data["macs"] = params, buffers, macs
-        sums = parts[data["part"]]
+        macs = op.macs(first, shape, node.attrs) if first is not None else 0
+        meta["params"], meta["buffers"], meta["macs"] = params, buffers, macs
+        sums = parts[node.part]
         sums[0] += params
         sums[1] += buffers
         sums[2] += macs
-        sums = own.get(data["path"])
+        sums = own.get(node.path)
         if sums is None:
-            own[data["path"]] = [params, buffers, macs]
+            own[node.path] = [params, buffers, macs]
         else:
             sums[0] += params
             sums[1] += buffers
             sums[2] += macs
         # Node-weighted longest path: aux-head nodes weigh nothing, so the maximum over the whole
         # graph is the main network's (nothing in the main network reads an aux head).
-        depth[node] = (1 if op.weight_layer and data["part"] == "main" else 0) + max(
-            (depth[i] for i in data["inputs"]), default=0)
-        if data["op"] == "input":
-            data["rf"] = (1, 1, 1, 1)
+        depth[node] = (1 if op.weight_layer and node.part == "main" else 0) + max(
+            (depth[i] for i in node.inputs), default=0)
+        if node.op == "input":
+            meta["rf"] = (1, 1, 1, 1)
         elif op.merge:
-            rfs = [nodes[i]["rf"] for i in data["inputs"]]
-            data["rf"] = tuple(max(r[k] for r in rfs) for k in range(4))
+            rfs = [i.meta["rf"] for i in node.inputs]
+            meta["rf"] = tuple(max(r[k] for r in rfs) for k in range(4))
         else:
-            data["rf"] = _receptive(op, data["attrs"], nodes[data["inputs"][0]]["rf"], first, shape, input_hw)
+            meta["rf"] = _receptive(op, node.attrs, node.inputs[0].meta["rf"], first, shape, input_hw)
     raise_all(errors)
-    return Analysis(g, _totals(parts, max(depth.values(), default=0)), _modules(g, own))
+    return Analysis(graph, _totals(parts, max(depth.values(), default=0)), _modules(graph, own))
 
 
 def _totals(parts: dict, depth: int) -> Totals:
@@ -168,14 +168,14 @@ def _totals(parts: dict, depth: int) -> Totals:
     )
 
 
-def _modules(g: Graph, own: dict) -> dict:
+def _modules(graph: Graph, own: dict) -> dict:
     """Per module path: output shape and the totals of everything inside it."""
     out = {}
-    nodes = g.nodes
-    for path, entry in g.graph["modules"].items():
-        out[path] = {"type": entry["type"], "kind": entry["kind"], "part": entry["part"],
-                     "output_shape": nodes[entry["output"]].get("shape") if entry["output"] else None,
-                     "input_shape": nodes[entry["input"]].get("shape"),
+    for path, span in graph.modules.items():
+        m = span.module
+        out[path] = {"type": m.type, "kind": m.kind, "part": m.part,
+                     "output_shape": span.output.meta.get("shape") if span.output else None,
+                     "input_shape": span.input.meta.get("shape"),
                      "params": 0, "buffers": 0, "macs": 0}
     # Each path's own sums go to the path and to every enclosing path.
     for path, (params, buffers, macs) in own.items():
@@ -192,16 +192,16 @@ def _modules(g: Graph, own: dict) -> dict:
     return out
 
 
-def state_dict_shapes(g: Graph, aux: bool = True) -> list:
+def state_dict_shapes(graph: Graph, aux: bool = True) -> list:
     """The (key, shape) pairs the generated module's state_dict will hold, in order.
 
-    Module ops are visited in registration order (the order of ``graph.graph["modules"]``), which is
-    the order PyTorch's ``state_dict`` uses.
+    Module ops are visited in registration order (the order of ``graph.modules``), which is the
+    order PyTorch's ``state_dict`` uses.
     """
     out = []
-    for path, entry in g.graph["modules"].items():
-        if entry["kind"] != "op" or (not aux and entry["part"] != "main"):
+    for path, span in graph.modules.items():
+        if span.module.kind != "op" or (not aux and span.module.part != "main"):
             continue
-        for name, shape, _ in g.nodes[path].get("tensors", ()):
+        for name, shape, _ in span.output.meta.get("tensors", ()):
             out.append((f"{path}.{name}", tuple(shape)))
     return out

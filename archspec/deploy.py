@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from . import __version__
 from .errors import GenerateError
 from .generate import HEADER_MARK, class_name_of, render, spec_label
+from .graph import Node
 from .ops import OPS
 
 # Ops that compute nothing in eval: their output is their input.
@@ -66,8 +67,8 @@ class Layer:
 class Stmt:
     """One statement of ``forward``: values in, values out, and how to write it."""
 
-    inputs: list  # value ids read
-    outputs: list  # value ids written
+    inputs: list  # values read (the nodes that hold them)
+    outputs: list  # values written
     kind: str  # layer | fused | call | relu | concat | add | scale | flatten
     layer: Layer | None = None
     call: str = ""  # for kind == "call": a format string with {x}
@@ -81,31 +82,32 @@ class _Deploy:
     def __init__(self, compiled):
         self.c = compiled
         self.g = compiled.graph
-        self.nodes = self.g.nodes
         self.model_class = class_name_of(compiled.resolved.spec) + "Deploy"
-        self.main = [n for n in self.g if self.nodes[n]["part"] == "main"]  # insertion order: forward order
+        self.main = [n for n in self.g if n.part == "main"]  # insertion order: forward order
+        self.input = self.main[0]
         self.layers: list = []
         self.attrs: set = set()
-        self.alias: dict = {}  # node -> value id (a transparent node's value is its input's)
+        self.alias: dict = {}  # node -> the node holding its value (a transparent node's value is its input's)
         for n in self.main:
-            d = self.nodes[n]
-            self.alias[n] = self.alias[d["inputs"][0]] if d["op"] in TRANSPARENT else n
+            self.alias[n] = self.alias[n.inputs[0]] if n.op in TRANSPARENT else n
         self.readers: dict = {n: [] for n in self.main}  # value -> statements' nodes that read it
         for n in self.main:
-            if self.nodes[n]["op"] not in TRANSPARENT:
-                for i in self.nodes[n]["inputs"]:
+            if n.op not in TRANSPARENT:
+                for i in n.inputs:
                     self.readers[self.alias[i]].append(n)
 
     # -- helpers --
-    def shape(self, node) -> tuple:
-        return self.nodes[node]["shape"]
+    @staticmethod
+    def shape(node: Node) -> tuple:
+        return node.meta["shape"]
 
-    def in_shape(self, node) -> tuple:
-        return self.nodes[self.nodes[node]["inputs"][0]]["shape"]
+    @staticmethod
+    def in_shape(node: Node) -> tuple:
+        return node.inputs[0].meta["shape"]
 
-    def only_reader(self, value, op: str):
+    def only_reader(self, value: Node, op: str):
         readers = self.readers[value]
-        if len(readers) == 1 and self.nodes[readers[0]]["op"] == op and value != self.c.graph.graph["output"]:
+        if len(readers) == 1 and readers[0].op == op and value is not self.g.output:
             return readers[0]
         return None
 
@@ -124,24 +126,24 @@ class _Deploy:
         return name
 
     # -- 1. conv units: conv -> [batchnorm] -> [scale] -> [relu] --
-    def conv_unit(self, conv):
+    def conv_unit(self, conv: Node):
         cur, bn, scale, relu = conv, None, 1.0, False
         nxt = self.only_reader(cur, "batchnorm2d")
-        if nxt is not None and self.nodes[nxt]["attrs"]["track_running_stats"]:
+        if nxt is not None and nxt.attrs["track_running_stats"]:
             bn, cur = nxt, nxt
         nxt = self.only_reader(cur, "scale")
         if nxt is not None:
-            scale, cur = float(self.nodes[nxt]["attrs"]["factor"]), nxt
+            scale, cur = float(nxt.attrs["factor"]), nxt
         nxt = self.only_reader(cur, "relu")
         if nxt is not None:
             relu, cur = True, nxt
         return {"conv": conv, "bn": bn, "scale": scale, "relu": relu, "out": cur,
-                "absorbed": [n for n in (bn, cur) if n is not None and n != conv]}
+                "absorbed": [n for n in (bn, cur) if n is not None and n is not conv]}
 
     def plan(self) -> list:
         units, absorbed = {}, {}
         for n in self.main:
-            if self.nodes[n]["op"] == "conv2d" and n not in absorbed:
+            if n.op == "conv2d" and n not in absorbed:
                 u = self.conv_unit(n)
                 units[n] = u
                 for a in self._chain(u):
@@ -149,10 +151,10 @@ class _Deploy:
         # 2. sibling convolutions with the same geometry reading the same value are fused
         groups: dict = {}
         for n, u in units.items():
-            a = self.nodes[n]["attrs"]
+            a = n.attrs
             if a["groups"] != 1:
                 continue
-            key = (self.alias[self.nodes[n]["inputs"][0]], a["kernel_size"], a["stride"], a["padding"], a["dilation"])
+            key = (self.alias[n.inputs[0]], a["kernel_size"], a["stride"], a["padding"], a["dilation"])
             groups.setdefault(key, []).append(n)
         fused_with = {}
         for members in groups.values():
@@ -161,15 +163,13 @@ class _Deploy:
                     fused_with[m] = members
         stmts = []
         for n in self.main:
-            d = self.nodes[n]
-            op = d["op"]
-            if op == "input" or op in TRANSPARENT or n in absorbed:
+            if n.op == "input" or n.op in TRANSPARENT or n in absorbed:
                 continue
             if n in units:
                 members = fused_with.get(n)
                 if members is None:
                     stmts.append(self.layer_stmt(units[n]))
-                elif members[0] == n:
+                elif members[0] is n:
                     stmts.append(self.fused_stmt([units[m] for m in members]))
                 continue
             stmts.append(self.op_stmt(n))
@@ -177,17 +177,16 @@ class _Deploy:
 
     def _chain(self, u) -> list:
         out, cur = [], u["conv"]
-        while cur != u["out"]:
+        while cur is not u["out"]:
             (cur,) = self.readers[cur]
             out.append(cur)
         return out
 
     # -- statements --
     def conv_ctor(self, convs: list, bias: bool) -> tuple:
-        first = self.nodes[convs[0]]
-        a = first["attrs"]
+        a = convs[0].attrs
         cin = self.in_shape(convs[0])[0]
-        cout = sum(self.nodes[c]["attrs"]["out_channels"] for c in convs)
+        cout = sum(c.attrs["out_channels"] for c in convs)
         args = [str(cin), str(cout), f"kernel_size={a['kernel_size']!r}"]
         for key, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
             if a[key] != default and a[key] != (default, default):
@@ -199,25 +198,25 @@ class _Deploy:
         return f"nn.Conv2d({', '.join(args)})", params
 
     def fold_entry(self, u) -> tuple:
-        return (self.nodes[u["conv"]]["path"], self.nodes[u["bn"]]["path"] if u["bn"] else None, u["scale"])
+        return (u["conv"].path, u["bn"].path if u["bn"] else None, u["scale"])
 
     def layer_stmt(self, u) -> Stmt:
         conv = u["conv"]
-        bias = bool(u["bn"]) or self.nodes[conv]["attrs"]["bias"]
+        bias = bool(u["bn"]) or conv.attrs["bias"]
         ctor, params = self.conv_ctor([conv], bias)
-        path = self.nodes[conv]["path"]
+        path = conv.path
         folded = [w for w, on in (("BatchNorm", u["bn"]), (f"x {u['scale']:g}", u["scale"] != 1.0)) if on]
         comment = f"{path}" + (f" + {' + '.join(folded)} folded" if folded else "")
         layer = Layer(self.attr_name(path), ctor, comment, params, folds=[self.fold_entry(u)])
         self.layers.append(layer)
-        return Stmt([self.alias[self.nodes[conv]["inputs"][0]]], [u["out"]], "layer", layer,
+        return Stmt([self.alias[conv.inputs[0]]], [u["out"]], "layer", layer,
                     relu=[u["relu"]], shape=self.shape(u["out"]))
 
     def fused_stmt(self, units: list) -> Stmt:
         convs = [u["conv"] for u in units]
-        bias = any(u["bn"] or self.nodes[u["conv"]]["attrs"]["bias"] for u in units)
+        bias = any(u["bn"] or u["conv"].attrs["bias"] for u in units)
         ctor, params = self.conv_ctor(convs, bias)
-        paths = [self.nodes[c]["path"] for c in convs]
+        paths = [c.path for c in convs]
         parent = _common_parent(paths)
         rel = [p[len(parent) + 1:] if parent else p for p in paths]
         rel = [r[:-len(".conv")] if r.endswith(".conv") else r for r in rel]
@@ -226,46 +225,44 @@ class _Deploy:
         layer = Layer(self.attr_name(f"{parent}.fused" if parent else "fused"), ctor,
                       f"{' | '.join(rel)}, fused", params, folds=[self.fold_entry(u) for u in units])
         self.layers.append(layer)
-        sizes = [self.nodes[c]["attrs"]["out_channels"] for c in convs]
+        sizes = [c.attrs["out_channels"] for c in convs]
         out_shape = (sum(sizes), *self.shape(convs[0])[1:])
-        return Stmt([self.alias[self.nodes[convs[0]]["inputs"][0]]], [u["out"] for u in units], "fused", layer,
+        return Stmt([self.alias[convs[0].inputs[0]]], [u["out"] for u in units], "fused", layer,
                     relu=[u["relu"] for u in units], sizes=sizes, shape=out_shape)
 
-    def op_stmt(self, n) -> Stmt:
-        d = self.nodes[n]
-        op = OPS[d["op"]]
-        ins = [self.alias[i] for i in d["inputs"]]
+    def op_stmt(self, n: Node) -> Stmt:
+        op = OPS[n.op]
+        ins = [self.alias[i] for i in n.inputs]
         shape = self.shape(n)
-        if d["op"] in ("concat", "add"):
-            return Stmt(ins, [n], d["op"], shape=shape)
-        if d["op"] == "relu":
+        if n.op in ("concat", "add"):
+            return Stmt(ins, [n], n.op, shape=shape)
+        if n.op == "relu":
             return Stmt(ins, [n], "relu", shape=shape)
-        if d["op"] == "scale":
-            return Stmt(ins, [n], "scale", shape=shape, factor=float(d["attrs"]["factor"]))
-        if d["op"] == "flatten":
+        if n.op == "scale":
+            return Stmt(ins, [n], "scale", shape=shape, factor=float(n.attrs["factor"]))
+        if n.op == "flatten":
             return Stmt(ins, [n], "flatten", shape=shape)
         if op.stateful:  # linear, or a BatchNorm that could not be folded
             return self.module_stmt(n, ins)
         if op.function is None:
-            raise GenerateError(f"the deploy build cannot write op '{d['op']}' of {d['path'] or 'the model'}", d["loc"])
-        return Stmt(ins, [n], "call", call=op.function("{x}", _attr_exprs(op, d["attrs"]), op), shape=shape)
+            raise GenerateError(f"the deploy build cannot write op '{n.op}' of {n.path or 'the model'}", n.loc)
+        return Stmt(ins, [n], "call", call=op.function("{x}", _attr_exprs(op, n.attrs), op), shape=shape)
 
-    def module_stmt(self, n, ins) -> Stmt:
-        d = self.nodes[n]
-        op = OPS[d["op"]]
-        exprs = _attr_exprs(op, d["attrs"])
+    def module_stmt(self, n: Node, ins: list) -> Stmt:
+        op = OPS[n.op]
+        exprs = _attr_exprs(op, n.attrs)
         in_dim = self.in_shape(n)[0]
-        if d["op"] == "linear" and _uses_num_classes(self.g, n):
+        if n.op == "linear" and _uses_num_classes(n):
             exprs["out_features"] = "num_classes"
         ctor = op.module(str(in_dim), exprs, op)
-        params = self.nodes[n]["params"]
-        if d["op"] == "linear":
-            layer = Layer(self.attr_name(d["path"]), ctor, d["path"], params, folds=[(d["path"], None, 1.0)])
-        elif d["op"] == "batchnorm2d":
-            layer = Layer(self.attr_name(d["path"]), ctor, f"{d['path']} (not folded: no convolution of its own before it)",
-                          params, copy=d["path"])
+        params = n.meta["params"]
+        if n.op == "linear":
+            layer = Layer(self.attr_name(n.path), ctor, n.path, params, folds=[(n.path, None, 1.0)])
+        elif n.op == "batchnorm2d":
+            layer = Layer(self.attr_name(n.path), ctor, f"{n.path} (not folded: no convolution of its own before it)",
+                          params, copy=n.path)
         else:
-            raise GenerateError(f"the deploy build cannot convert module {d['path']} ({d['op']})", d["loc"])
+            raise GenerateError(f"the deploy build cannot convert module {n.path} ({n.op})", n.loc)
         self.layers.append(layer)
         return Stmt(ins, [n], "layer", layer, relu=[False], shape=self.shape(n))
 
@@ -288,10 +285,9 @@ def _required(attr) -> bool:
     return attr.default is REQUIRED
 
 
-def _uses_num_classes(g, node) -> bool:
+def _uses_num_classes(node: Node) -> bool:
     """Whether the spec writes this linear layer's size as the model's ``num_classes``."""
-    entry = g.graph["modules"].get(g.nodes[node]["path"])
-    call = getattr(entry.get("module"), "call", None) if entry else None
+    call = node.owner.call if node.is_module else None
     if call is None or call.name != "linear":
         return False
     expr = call.args[0] if call.args else dict(call.kwargs).get("out_features")
@@ -348,19 +344,19 @@ def _shape_comment(shape) -> str:
 def _forward(dep: _Deploy, stmts: list) -> list:
     """The lines of forward: names chosen, dead values' names reused, in-place ops where safe."""
     g = dep.g
-    output = dep.alias[g.graph["output"]]
-    last: dict = {"input": -1}
+    output = dep.alias[g.output]
+    last: dict = {dep.input: -1}
     for i, st in enumerate(stmts):
         for v in st.inputs:
             last[v] = i
     last[output] = len(stmts)
-    top_outputs = {dep.alias[e["output"]] for p, e in g.graph["modules"].items()
-                   if p and "." not in p and e["part"] == "main" and e["output"] in dep.alias}
+    top_outputs = {dep.alias[s.output] for p, s in g.modules.items()
+                   if p and "." not in p and s.module.part == "main" and s.output in dep.alias}
     readers: dict = {}
     for st in stmts:
         for v in st.inputs:
             readers.setdefault(v, []).append(st)
-    base: dict = {"input": "input"}  # value -> the tensor whose memory it shares (flatten returns a view)
+    base: dict = {dep.input: dep.input}  # value -> the tensor whose memory it shares (flatten returns a view)
 
     def preferred(st: Stmt, k: int, in_names: list, dying: set) -> str:
         v = st.outputs[k]
@@ -389,7 +385,7 @@ def _forward(dep: _Deploy, stmts: list) -> list:
         return "t"
 
     names = _Names()
-    value_name = {"input": names.take("x", "input")}
+    value_name = {dep.input: names.take("x", dep.input)}
     lines = []
     for i, st in enumerate(stmts):
         ins = [value_name[v] for v in st.inputs]
@@ -397,8 +393,8 @@ def _forward(dep: _Deploy, stmts: list) -> list:
         in_place = False
         if st.kind == "relu":
             v = st.inputs[0]
-            in_place = v in dying and base.get(v, v) != "input" and not any(
-                base.get(w, w) == base.get(v, v) for w in value_name if w != v and last.get(w, -1) > i)
+            in_place = v in dying and base.get(v, v) is not dep.input and not any(
+                base.get(w, w) is base.get(v, v) for w in value_name if w is not v and last.get(w, -1) > i)
         for v in dying:
             names.live.pop(value_name[v], None)
         outs = []
@@ -471,7 +467,7 @@ def generate_deploy(compiled) -> str:
     spec = compiled.resolved.spec
     ex = compiled.expanded
     t = compiled.analysis.totals
-    has_conv = any(dep.nodes[n]["op"] == "conv2d" for n in dep.main)
+    has_conv = any(n.op == "conv2d" for n in dep.main)
     fused = [layer for layer in dep.layers if layer.folds and len(layer.folds) > 1]
     folded = sum(1 for layer in dep.layers for f in (layer.folds or ()) if f[1] is not None)
     params = sum(layer.params for layer in dep.layers)
@@ -480,7 +476,7 @@ def generate_deploy(compiled) -> str:
     removed = []
     if ex.aux:
         removed.append("aux heads (" + ", ".join(h.name for h in ex.aux) + ")")
-    if any(dep.nodes[n]["op"] == "dropout" for n in dep.main):
+    if any(n.op == "dropout" for n in dep.main):
         removed.append("dropout")
     doc = [f"Inference-only {class_name_of(spec)}: the deploy build of {label}.", ""]
     doc += _doc_text(spec.description or f"The {spec.name} network.")

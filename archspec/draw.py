@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from .analyse import dims
 from .diff import short_op
 from .errors import UsageError
+from .graph import Node, Span
 from .ops import OPS
 
 FORMATS = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".mmd": "mermaid"}
@@ -80,23 +81,22 @@ def view(compiled, depth: int = 1, fuse: bool = False) -> View:
     (``conv2d 3x3 + bn + relu``); a block left holding that one box is drawn as the box.
     """
     g = compiled.graph
-    mods = g.graph["modules"]
+    mods = g.modules
     boxes: dict = {}
-    rep: dict = {}
-    for node, d in g.nodes(data=True):
-        owner = d["path"]
-        parts = owner.split(".") if owner else []
+    rep: dict = {}  # node -> the id of the box that shows it
+    for node in g:
+        parts = node.path.split(".") if node.path else []
         if depth and len(parts) >= depth:
             path = ".".join(parts[:depth])
             rep[node] = path
             if path not in boxes:
-                boxes[path] = _module_box(path, mods[path], g)
-        elif d["module"]:
-            rep[node] = node
-            boxes[node] = _module_box(node, mods[node], g)
+                boxes[path] = _module_box(path, mods[path])
+        elif node.is_module:
+            rep[node] = node.name
+            boxes[node.name] = _module_box(node.name, mods[node.name])
         else:
-            rep[node] = node
-            boxes[node] = _op_box(node, d)
+            rep[node] = node.name
+            boxes[node.name] = _op_box(node)
     clusters: dict = {}
     for box in boxes.values():
         path = box.cluster
@@ -104,9 +104,9 @@ def view(compiled, depth: int = 1, fuse: bool = False) -> View:
         while path:
             c = clusters.get(path)
             if c is None:
-                entry = mods[path]
-                label = f"{path.rsplit('.', 1)[-1]}  ({entry['type']})" if entry["kind"] != "sequential" else path.rsplit(".", 1)[-1]
-                c = clusters[path] = Cluster(path, label, entry["part"])
+                m = mods[path].module
+                label = f"{path.rsplit('.', 1)[-1]}  ({m.type})" if m.kind != "sequential" else path.rsplit(".", 1)[-1]
+                c = clusters[path] = Cluster(path, label, m.part)
             if child is None:
                 c.boxes.append(box.id)
             elif child not in c.children:
@@ -164,7 +164,7 @@ def _fuse(boxes: dict, clusters: dict, edges: list, mods: dict) -> list:
         if len(c.boxes) == 1 and not c.children:
             box = boxes[c.boxes[0]]
             box.name = path.rsplit(".", 1)[-1]
-            box.what = _block_words(mods[path]["module"])[0]
+            box.what = _block_words(mods[path].module)[0]
             box.cluster = _parent(path)
             del clusters[path]
             parent = clusters.get(box.cluster)
@@ -203,9 +203,9 @@ def _parent(path: str) -> str:
     return path.rpartition(".")[0]
 
 
-def _module_box(path: str, entry: dict, g) -> Box:
-    m = entry["module"]
-    shape = g.nodes[entry["output"]].get("shape")
+def _module_box(path: str, span: Span) -> Box:
+    m = span.module
+    shape = span.output.meta.get("shape")
     name = path.rsplit(".", 1)[-1]
     if m.kind == "op":
         return Box(path, name, short_op(m.type, m.args), shape, m.part, _kind(m.type), _parent(path), m.type)
@@ -227,14 +227,14 @@ def _block_words(m) -> tuple:
     return what, kind
 
 
-def _op_box(node: str, d: dict) -> Box:
-    op = d["op"]
+def _op_box(node: Node) -> Box:
+    op, shape = node.op, node.meta["shape"]
     if op == "input":
-        return Box(node, "input", "", d["shape"], "main", "io", "")
+        return Box(node.name, "input", "", shape, "main", "io", "")
     if OPS[op].merge:
-        return Box(node, op, "", d["shape"], d["part"], "merge", d["path"])
-    return Box(node, op, short_op(op, d["attrs"]) if short_op(op, d["attrs"]) != op else "", d["shape"], d["part"],
-               _kind(op), d["path"], op)
+        return Box(node.name, op, "", shape, node.part, "merge", node.path)
+    return Box(node.name, op, short_op(op, node.attrs) if short_op(op, node.attrs) != op else "", shape, node.part,
+               _kind(op), node.path, op)
 
 
 def _brief(op: str, attrs: dict) -> str:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import exprs
 from .errors import ArchspecError, ExpandError, Loc, raise_all
 from .ops import OPS, REQUIRED
 from .validate import CallItem, MergeItem, NamedItem, RepeatItem, Resolved, exprs_required
+
+if TYPE_CHECKING:
+    from .graph import Node
 
 # Bounds that keep an absurd spec a quick, clean error (docs/errors.md). The largest network in
 # specs/ has about 800 modules and functional ops; expanding, lowering and analysing 10,000 takes
@@ -65,6 +69,7 @@ class Func:
     loc: Loc
     call: exprs.Call
     item: object = None
+    node: Node | None = field(default=None, repr=False, compare=False)  # set by lower
 
 
 @dataclass
@@ -74,6 +79,7 @@ class Merge:
     labels: list  # a readable name per branch
     loc: Loc
     item: object = None
+    node: Node | None = field(default=None, repr=False, compare=False)  # set by lower
 
 
 @dataclass

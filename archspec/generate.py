@@ -22,7 +22,6 @@ from . import __version__
 from .analyse import dims
 from .errors import GenerateError
 from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
-from .expand import Absent, Apply, Func, Merge
 from .ops import OPS
 from .validate import CallItem, MergeItem, NamedItem, RepeatItem
 
@@ -95,8 +94,7 @@ class _Generator:
     def __init__(self, compiled):
         self.c = compiled
         self.g = compiled.graph
-        self.modules = self.g.graph["modules"]
-        self.step_nodes = self.g.graph["step_nodes"]
+        self.modules = self.g.modules
         self.blocks = compiled.resolved.blocks
         self.instances: dict = {}
         for m in compiled.expanded.model.walk():
@@ -117,21 +115,21 @@ class _Generator:
 
     # -- shapes and numbers of the analysed instances --
     def shape_of_path(self, path: str):
-        entry = self.modules.get(path)
-        return self.g.nodes[entry["output"]].get("shape") if entry else None
+        span = self.modules.get(path)
+        return span.output.meta.get("shape") if span else None
 
     def input_dim(self, scope: _Scope, rel: str) -> list:
         """(instance, analysed input size) of module ``rel`` in every instance that has it."""
         out = []
         for inst in scope.instances:
-            entry = self.modules.get(f"{inst.path}.{rel}" if inst.path else rel)
-            if entry is not None:  # None: absent in this instance (if: false)
-                out.append((inst, self.g.nodes[entry["input"]]["shape"][0]))
+            span = self.modules.get(f"{inst.path}.{rel}" if inst.path else rel)
+            if span is not None:  # None: absent in this instance (if: false)
+                out.append((inst, span.input.meta["shape"][0]))
         return out
 
     def _value(self, expr, inst, loc):
         env = dict(inst.args) if inst.kind != "model" else dict(self.c.expanded.model_args)
-        env["in_channels"] = self.g.nodes[self.modules[inst.path]["input"]]["shape"][0]
+        env["in_channels"] = self.modules[inst.path].input.meta["shape"][0]
         try:
             return evaluate(expr, env, loc)
         except Exception:  # not computable from this instance's arguments: not symbolic
@@ -249,8 +247,7 @@ class _Generator:
         ``fresh`` says whether the tensor being read was made in this scope (so an in-place ReLU
         cannot touch a tensor someone else still holds). Returns the output channel expression.
         """
-        for i, item in enumerate(items):
-            step = steps[i] if steps is not None and i < len(steps) else None
+        for item, step in _paired(items, steps):
             ch, fresh = self.item(item, step, src, dst, ch, scope, rel_prefix, fresh)
             src = dst
         return ch
@@ -288,9 +285,8 @@ class _Generator:
     def merge(self, item: MergeItem, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
         """Each branch reads ``src`` into its own variable; concat or sum them into ``dst``."""
         outs, chans = [], []
-        names_ = _branch_vars(step.labels if isinstance(step, Merge) else [""] * len(item.branches))
-        for j, branch in enumerate(item.branches):
-            sub_steps = step.branches[j] if isinstance(step, Merge) else None
+        names_ = _branch_vars(step.labels if step is not None else [""] * len(item.branches))
+        for j, (branch, sub_steps) in enumerate(_paired(item.branches, step.branches if step is not None else None)):
             if not branch:  # identity
                 outs.append(src)
                 chans.append(ch)
@@ -367,11 +363,10 @@ class _Generator:
             values.add(evaluate(item.count, env, item.loc))
         return values.pop() if len(values) == 1 else None
 
-    def node_shape(self, step):
-        if step is None:
-            return None
-        node = self.step_nodes.get(id(step))
-        return self.g.nodes[node].get("shape") if node is not None else None
+    @staticmethod
+    def node_shape(step):
+        """The analysed shape of a functional op or merge step (None: a block without instances)."""
+        return step.node.meta.get("shape") if step is not None else None
 
     def shape_of_first(self, scope, rel):
         if not scope.instances:
@@ -400,8 +395,7 @@ class _Generator:
             heads_from.setdefault(head.source, []).append(head)
         aux_items = {a.name: a for a in c.resolved.aux}
         fresh = False
-        for i, item in enumerate(c.resolved.layers):
-            step = model_mod.body[i] if i < len(model_mod.body) else None
+        for item, step in _paired(c.resolved.layers, model_mod.body):
             channels, fresh = self.item(item, step, "x", "x", channels, scope, "", fresh)
             name = item.name if isinstance(item, NamedItem) else None
             for head in heads_after.get(name, []) if name else []:
@@ -446,7 +440,7 @@ class _Generator:
     def aux_init(self, head, aux_item, scope: _Scope) -> None:
         """Register an aux head (inside `if aux_logits:`), reading its source's output channels."""
         item = aux_item.module
-        source_shape = self.g.nodes[self.modules[head.source]["output"]]["shape"]
+        source_shape = self.modules[head.source].output.meta["shape"]
         ch = ast.Constant(source_shape[0])
         save = scope.init
         scope.init = []
@@ -478,6 +472,16 @@ class _Generator:
             out.append(line)
         flush()
         scope.init = out
+
+
+def _paired(items: list, steps: list | None):
+    """Each item of a body with the step it expanded to, or with None in a block without instances.
+
+    Expansion turns every item into exactly one step (Absent for an ``if:`` that is false).
+    """
+    if steps is None:
+        return ((item, None) for item in items)
+    return zip(items, steps, strict=True)
 
 
 def _arg(call, op, name):

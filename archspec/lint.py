@@ -12,33 +12,33 @@ from .exprs import is_identifier
 from .graph import Graph, is_topological
 
 
-def lint(g: Graph) -> Graph:
+def lint(graph: Graph) -> Graph:
     errors = []
-    inputs = [n for n, d in g.nodes(data=True) if d["op"] == "input"]
+    inputs = [n for n in graph if n.op == "input"]
     if len(inputs) != 1:
         errors.append(LintError(f"the graph must have exactly one input, found {len(inputs)}"))
-    outputs = [g.graph["output"], *g.graph["aux"].values()]
+    outputs = [graph.output, *graph.aux.values()]
     live = set(outputs)  # the outputs and their ancestors
-    if is_topological(g):  # one backward sweep of insertion order
-        for node in reversed(list(g)):
+    if is_topological(graph):  # one backward sweep of insertion order
+        for node in reversed(list(graph)):
             if node in live:
-                live.update(g.predecessors(node))
+                live.update(node.inputs)
     else:  # never for a graph lower built: networkx finds the cycle and the ancestors
         import networkx as nx
 
-        dag = g.nx
+        dag = graph.nx
         if not nx.is_directed_acyclic_graph(dag):
-            cycle = nx.find_cycle(dag)
-            errors.append(LintError(f"the graph has a cycle through {cycle[0][0]}", g.nodes[cycle[0][0]]["loc"]))
+            first = nx.find_cycle(dag)[0][0]
+            errors.append(LintError(f"the graph has a cycle through {first.name}", first.loc))
         for out in outputs:
             live |= nx.ancestors(dag, out)
-    for node, data in g.nodes(data=True):
+    for node in graph:
         if node not in live:
-            errors.append(LintError(f"'{node}' does not reach the output or an aux head", data["loc"], node))
-        if data["op"] in ("concat", "add") and len(data["inputs"]) < 2:
-            errors.append(LintError(f"{data['op']} in {data['path'] or 'the model'} needs at least two inputs", data["loc"], node))
-    for path, entry in g.graph["modules"].items():
+            errors.append(LintError(f"'{node.name}' does not reach the output or an aux head", node.loc, node.name))
+        if node.op in ("concat", "add") and len(node.inputs) < 2:
+            errors.append(LintError(f"{node.op} in {node.path or 'the model'} needs at least two inputs", node.loc, node.name))
+    for path, span in graph.modules.items():
         if path and not all(is_identifier(p) or p.isdigit() for p in path.split(".")):
-            errors.append(LintError(f"illegal module path '{path}'", entry["loc"], path))
+            errors.append(LintError(f"illegal module path '{path}'", span.module.loc, path))
     raise_all(errors)
-    return g
+    return graph

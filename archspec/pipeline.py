@@ -9,19 +9,29 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
+from .analyse import Analysis
 from .errors import ExpectError, Loc, raise_all
+from .expand import Expanded
+from .graph import Graph
 from .load import LDict, load
 from .validate import Resolved, validate
+
+if TYPE_CHECKING:
+    from .transforms import Rewrite
 
 
 @dataclass
 class Compiled:
+    """A spec and what every stage made of it."""
+
     file: str
-    resolved: Resolved
-    expanded: object
-    graph: object
-    analysis: object
-    rewrites: list
+    resolved: Resolved  # validated (and rewritten by its transforms)
+    expanded: Expanded  # the module tree
+    graph: Graph  # lowered, linted and analysed: every node's meta is filled
+    analysis: Analysis  # totals and per-module figures
+    rewrites: list[Rewrite]  # what each transform changed
 
     @property
     def name(self) -> str:

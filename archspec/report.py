@@ -27,18 +27,19 @@ def to_json(c) -> dict:
     t = a.totals
     g = a.graph
     layers = []
-    for node, d in g.nodes(data=True):
-        if d["op"] == "input":
+    for node in g:
+        if node.op == "input":
             continue
-        layers.append({"path": node, "op": d["op"], "output_shape": batched(d["shape"]), "params": d["params"],
-                       "buffers": d["buffers"], "macs": d["macs"], "part": d["part"],
-                       "receptive_field": list(d["rf"][:2])})
+        meta = node.meta
+        layers.append({"path": node.name, "op": node.op, "output_shape": batched(meta["shape"]), "params": meta["params"],
+                       "buffers": meta["buffers"], "macs": meta["macs"], "part": node.part,
+                       "receptive_field": list(meta["rf"][:2])})
     modules = [{"path": p, "type": m["type"], "part": m["part"], "output_shape": batched(m["output_shape"]),
                 "params": m["params"], "macs": m["macs"]} for p, m in a.modules.items() if p]
     return {
         "name": c.name,
         "spec": c.file,
-        "input": batched(g.graph["input"]),
+        "input": batched(g.input_shape),
         "output": batched(a.output),
         "num_classes": c.expanded.num_classes,
         "totals": {
@@ -53,7 +54,7 @@ def to_json(c) -> dict:
             "depth": t.depth,
         },
         "aux": {name: {"from": h.source, "loss_weight": h.loss_weight, "params": t.params_by_part[name],
-                       "output": batched(g.nodes[g.graph["aux"][name]]["shape"])} for name, h in
+                       "output": batched(g.aux[name].meta["shape"])} for name, h in
                 ((h.name, h) for h in c.expanded.aux)},
         "rewrites": [r.to_json() for r in c.rewrites],
         "conventions": CONVENTION,
@@ -94,7 +95,7 @@ def table(c, depth: int = 3) -> str:
     g = a.graph
     out += [
         line,
-        f"Input: {batched(g.graph['input'])}   Output: {batched(a.output)}",
+        f"Input: {batched(g.input_shape)}   Output: {batched(a.output)}",
         f"Params (training, all parts): {_n(t.params)}" + (f"  = {parts}" if len(t.params_by_part) > 1 else ""),
         f"Params (eval, main network):  {_n(t.params_eval)}",
         f"Buffers:                      {_n(t.buffers)}",

@@ -43,7 +43,7 @@ def model_class(module, compiled):
 def check_size(compiled) -> None:
     t = compiled.analysis.totals
     g = compiled.graph
-    acts = 2 * sum(math.prod(d["shape"]) for _, d in g.nodes(data=True) if d.get("shape"))
+    acts = 2 * sum(math.prod(n.meta["shape"]) for n in g if n.meta.get("shape"))
     if t.params > MAX_VERIFY_PARAMS:
         raise VerifyError(f"{compiled.name} has {t.params:,} parameters; --verify refuses networks above "
                           f"{MAX_VERIFY_PARAMS:,} (the static analysis does not need to run it)", Loc(compiled.file))
@@ -104,7 +104,7 @@ def verify_module(compiled, cls) -> None:
                 break
         if len(got) != len(want):
             errors.append(VerifyError(f"state_dict: generated {len(got)} entries, analysis {len(want)}", where))
-    shape_in = tuple(g.graph["input"])
+    shape_in = g.input_shape
     main_paths = {p for p, m in a.modules.items() if p and m["part"] == "main"}
     model.eval()
     x = torch.randn(1, *shape_in)

@@ -406,8 +406,8 @@ def test_branch_that_splits_again(compiled):
     shapes = _shapes(c)
     assert shapes["Mixed_7b"] == (16 + 2 * 24 + 8, 8, 8)
     assert shapes["Mixed_7b.branch3x3_2a"] == shapes["Mixed_7b.branch3x3_2b"] == (24, 8, 8)
-    concats = [d for _, d in c.graph.nodes(data=True) if d["op"] == "concat"]
-    assert [d["shape"] for d in concats] == [(48, 8, 8), (72, 8, 8)]  # inner first
+    concats = [n for n in c.graph if n.op == "concat"]
+    assert [n.meta["shape"] for n in concats] == [(48, 8, 8), (72, 8, 8)]  # inner first
     sd = dict(_keys(c))
     assert sd["Mixed_7b.branch3x3_2a.conv.weight"] == (24, 24, 1, 3)
     assert sd["Mixed_7b.branch3x3_2b.conv.weight"] == (24, 24, 3, 1)
@@ -510,7 +510,7 @@ def test_aux_heads(compiled):
     assert keys == ["conv1.weight", "conv1.bias", "aux1.fc1.weight", "aux1.fc1.bias", "aux1.fc2.weight",
                     "aux1.fc2.bias", "conv2.weight", "conv2.bias", "fc.weight", "fc.bias", "aux2.2.weight",
                     "aux2.2.bias"]
-    assert c.graph.graph["loss_weights"] == {"aux1": 0.3, "aux2": 0.1}
+    assert c.graph.loss_weights == {"aux1": 0.3, "aux2": 0.1}
     assert c.analysis.output == (10,)
 
 

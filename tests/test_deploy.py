@@ -81,7 +81,7 @@ def test_deploy_equals_training_module_in_eval(deployed, spec):
     with torch.no_grad():
         want32, got32 = model(x), fast(x)
     assert got32.dtype == torch.float32
-    folds = any(d["op"] in ("batchnorm2d", "scale") for _, d in c.graph.nodes(data=True))
+    folds = any(n.op in ("batchnorm2d", "scale") for n in c.graph)
     if not folds:  # AlexNet, VGG, GoogLeNet (paper): weights are copied, nothing is folded
         assert (got32 - want32).abs().max().item() <= 1e-6
         return
@@ -115,11 +115,10 @@ def test_parameters_match_the_docstring_and_the_folding(deployed, spec):
     count = sum(p.numel() for p in model.parameters())
     assert f"Parameters: {count:,}." in " ".join(text.split())
     g = c.graph
-    main = [d for _, d in g.nodes(data=True) if d["part"] == "main"]
-    bn = sum(d["params"] for d in main if d["op"] == "batchnorm2d")
-    added = sum(d["attrs"]["out_channels"] for n, d in g.nodes(data=True) if d["part"] == "main"
-                and d["op"] == "conv2d" and not d["attrs"]["bias"]
-                and any(g.nodes[s]["op"] == "batchnorm2d" for s in g.successors(n)))
+    main = [n for n in g if n.part == "main"]
+    bn = sum(n.meta["params"] for n in main if n.op == "batchnorm2d")
+    added = sum(n.attrs["out_channels"] for n in main if n.op == "conv2d" and not n.attrs["bias"]
+                and any(s.op == "batchnorm2d" for s in g.successors(n)))
     assert count == c.analysis.totals.params_eval - bn + added
     assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.Dropout)) for m in model.modules())
 

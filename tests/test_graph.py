@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, SPECS
 
 from archspec.errors import ArchspecError
-from archspec.graph import Graph, is_topological, topological_order
+from archspec.graph import Graph, Node, is_topological, topological_order
 from archspec.lint import lint
 from archspec.ops import OPS
 from archspec.pipeline import spec_files
@@ -30,49 +30,76 @@ def test_insertion_order_depth_and_reachability_agree_with_networkx(compiled, sp
     assert is_topological(g) and topological_order(g) == list(g)
     # depth: networkx's longest path, each edge weighted by the main-network layer it enters
     for u, v in dag.edges:
-        d = g.nodes[v]
-        dag.edges[u, v]["w"] = int(d["part"] == "main" and OPS[d["op"]].weight_layer)
+        dag.edges[u, v]["w"] = int(v.part == "main" and OPS[v.op].weight_layer)
     path = nx.dag_longest_path(dag, weight="w")
     assert sum(dag.edges[u, v]["w"] for u, v in zip(path, path[1:])) == c.analysis.totals.depth
     # lint found every node live: every node is an output or an ancestor of one
-    outputs = [g.graph["output"], *g.graph["aux"].values()]
+    outputs = [g.output, *g.aux.values()]
     assert set(outputs).union(*(nx.ancestors(dag, o) for o in outputs)) == set(g)
+    # every edge is an input of its target; every node's inputs came before it
+    assert {(u, v) for u, v in g.edges} == {(i, n) for n in g for i in n.inputs}
 
 
-def test_networkx_view_shares_the_graph(compiled):
+def test_networkx_view_shares_the_node_metadata(compiled):
     g = compiled("specs/googlenet.yaml").graph
     view = g.nx
-    assert isinstance(view, nx.DiGraph) and view is g.nx
-    assert view.graph is g.graph and view.nodes["conv1.conv"] is g.nodes["conv1.conv"]
-    assert list(view.nodes) == list(g) and sorted(view.edges) == sorted(g.edges)
+    conv = g.node("conv1.conv")
+    assert isinstance(view, nx.DiGraph) and view is g.nx and view.name == "googlenet"
+    assert view.nodes[conv] is conv.meta is g.nodes[conv] and conv.meta["shape"] == (64, 112, 112)
+    assert list(view.nodes) == list(g) and list(view.edges) == list(g.edges)
     assert view.number_of_edges() == g.number_of_edges() == len(g.edges)
-    assert g.in_degree("input") == 0 and g.out_degree("input") == 1  # the rest of DiGraph's interface
+    x = g.node("input")
+    assert g.in_degree(x) == 0 and g.out_degree(x) == 1  # the rest of DiGraph's interface
+
+
+def test_step_nodes_are_the_graph_nodes(compiled):
+    """lower attaches each functional op and merge of the module tree to its node."""
+    c = compiled("specs/googlenet.yaml")
+    block = next(m for m in c.expanded.model.walk() if m.path == "inception3a")
+    (merge,) = block.body
+    assert merge.node is c.graph.node("inception3a/concat") and merge.node.owner is block
+    assert [c.graph.modules[b[-1].module.path].output for b in merge.branches] == merge.node.inputs
+    assert merge.node.labels == ["branch1", "branch2", "branch3", "branch4"]
+    flatten = next(s for s in c.expanded.model.body if getattr(s, "op", None) == "flatten")
+    assert flatten.node is c.graph.node("/flatten") and flatten.node.meta["shape"] == (1024,)
+
+
+def _tiny() -> Graph:
+    g = Graph("tiny", (3, 8, 8))
+    x = g.add(Node("input", "input", {"shape": (3, 8, 8)}, "", []))
+    conv = g.add(Node("conv", "conv2d", {}, "", [x]))
+    g.add(Node("relu", "relu", {}, "", [conv]))
+    g.add(Node("/add", "add", {}, "", [conv, conv]))
+    return g
 
 
 def test_graph_interface():
-    g = Graph(name="tiny")
-    g.add_node("input", op="input")
-    g.add_node("conv", op="conv2d")
-    g.add_edge("input", "conv", w=1)
-    g.add_edge("conv", "relu")
-    assert list(g) == ["input", "conv", "relu"] and len(g) == 3 and "conv" in g and "x" not in g
-    assert list(g.nodes(data=True))[0] == ("input", {"op": "input"})
-    assert list(g.nodes(data="op")) == [("input", "input"), ("conv", "conv2d"), ("relu", None)]
-    assert list(g.edges) == [("input", "conv"), ("conv", "relu")]
-    assert list(g.edges(data=True))[0] == ("input", "conv", {"w": 1}) and g.edges["input", "conv"] == {"w": 1}
-    assert ("conv", "relu") in g.edges and list(g.predecessors("relu")) == ["conv"]
-    assert g.graph == {"name": "tiny"} and g.number_of_nodes() == 3
+    g = _tiny()
+    x, conv, relu, add = g
+    assert [n.name for n in g] == ["input", "conv", "relu", "/add"] and len(g) == 4 and conv in g
+    assert Node("conv", "conv2d", {}, "", [x]) not in g  # nodes are compared by identity
+    assert g.node("relu") is relu and repr(relu) == "Node('relu', relu)"
+    conv.meta["shape"] = (8, 6, 6)
+    assert g.nodes[conv] is conv.meta and list(g.nodes(data="shape")) == [(x, None), (conv, (8, 6, 6)), (relu, None), (add, None)]
+    assert list(g.edges) == [(x, conv), (conv, relu), (conv, add)] and (conv, add) in g.edges and (x, add) not in g.edges
+    assert list(g.successors(conv)) == [relu, add] and list(g.predecessors(add)) == [conv]
+    assert g.number_of_nodes() == 4 and g.number_of_edges() == 3
+    with pytest.raises(ValueError, match="duplicate node name 'relu'"):
+        g.add(Node("relu", "relu", {}, "", [conv]))
     copy.deepcopy(g)  # private names are not looked up in networkx
     with pytest.raises(AttributeError):
         g._missing
 
 
 def _looped() -> Graph:
-    g = Graph(output="b", aux={}, modules={})
-    for n, inputs in (("input", []), ("a", ["input", "b"]), ("b", ["a"])):
-        g.add_node(n, op="input" if n == "input" else "relu", inputs=inputs, path="", loc=None)
-        for i in inputs:
-            g.add_edge(i, n)
+    g = Graph("looped", (3, 8, 8))
+    x = g.add(Node("input", "input", {}, "", []))
+    a = Node("a", "relu", {}, "", [x])
+    b = Node("b", "relu", {}, "", [a])
+    a.inputs.append(b)  # a reads b, which reads a
+    g.add(a)
+    g.add(b)
+    g.output = b
     return g
 
 

@@ -110,7 +110,7 @@ def test_paper_is_torchvision_with_its_known_deviations(compiled):
     assert [(s.op, s.attrs) for s in aux1.body if hasattr(s, "op")][0] == (
         "avgpool2d", {"kernel_size": 5, "stride": 3, "padding": 0, "ceil_mode": False, "count_include_pad": True})
     assert {m.name: m.args for m in aux1.children if m.type == "dropout"} == {"dropout": {"p": 0.7}}
-    assert compiled("specs/googlenet_paper.yaml").analysis.graph.graph["loss_weights"] == {"aux1": 0.3, "aux2": 0.3}
+    assert compiled("specs/googlenet_paper.yaml").analysis.graph.loss_weights == {"aux1": 0.3, "aux2": 0.3}
 
 
 # --- googlenet_factorized -------------------------------------------------------------------------

@@ -40,11 +40,11 @@ def _fingerprint(entries) -> str:
 
 def _params(c, prefix: str) -> int:
     """Parameters of every module whose path starts with ``prefix``."""
-    return sum(d["params"] for _, d in c.graph.nodes(data=True) if d["path"].startswith(prefix))
+    return sum(n.meta["params"] for n in c.graph if n.path.startswith(prefix))
 
 
 def _ops(c, op: str) -> list:
-    return [(n, d) for n, d in c.graph.nodes(data=True) if d["op"] == op]
+    return [n for n in c.graph if n.op == op]
 
 
 def _shape(c, path: str) -> list:
@@ -60,7 +60,7 @@ def test_totals_match_the_measured_reference(name, compiled):
     assert t.flops == 2 * macs
     assert list(c.analysis.output) == [1000]
     assert list(c.resolved.spec.input) == INPUT[name]
-    assert not c.graph.graph["aux"]  # none of the three references has an aux head
+    assert not c.graph.aux  # none of the three references has an aux head
     e = c.resolved.spec.expect
     assert (e.params, e.params_eval, e.buffers, e.macs, e.depth, e.output) == (params, params, buffers, macs, depth, [1000])
 
@@ -114,15 +114,15 @@ def test_bn_inception_structure(compiled):
     c = compiled("specs/inception_v2.yaml")
     convs = _ops(c, "conv2d")
     assert len(convs) == 3 + 8 * 7 + 2 * 5  # stem; 7 convs in each module, 5 in the stride-2 ones
-    assert not [n for n, d in convs if d["attrs"]["kernel_size"] == 5]  # every 5x5 is a double 3x3
-    for n, _ in convs:  # Conv -> BN -> ReLU everywhere
+    assert not [n for n in convs if n.attrs["kernel_size"] == 5]  # every 5x5 is a double 3x3
+    for n in convs:  # Conv -> BN -> ReLU everywhere
         (bn,) = c.graph.successors(n)
-        assert c.graph.nodes[bn]["op"] == "batchnorm2d"
+        assert bn.op == "batchnorm2d"
         (relu,) = c.graph.successors(bn)
-        assert c.graph.nodes[relu]["op"] == "relu"
+        assert relu.op == "relu"
     assert not _ops(c, "local_response_norm") and not _ops(c, "dropout")
     # The ten module outputs (concat nodes in order): channels and grid, as in Figure 5's table.
-    concats = [c.graph.nodes[n]["shape"] for n, _ in _ops(c, "concat")]
+    concats = [n.meta["shape"] for n in _ops(c, "concat")]
     assert [list(s) for s in concats] == [
         [256, 28, 28], [320, 28, 28], [576, 14, 14],                    # 3a, 3b, 3c (stride 2)
         [576, 14, 14], [576, 14, 14], [608, 14, 14], [608, 14, 14],    # 4a-4d
@@ -180,15 +180,15 @@ def test_inception_resnet_v2_residual_block_by_arithmetic(compiled):
 
 def test_inception_resnet_v2_scaling_and_activations(compiled):
     c = compiled("specs/inception_resnet_v2.yaml")
-    factors = [d["attrs"]["factor"] for _, d in _ops(c, "scale")]
+    factors = [n.attrs["factor"] for n in _ops(c, "scale")]
     assert factors == [0.17] * 10 + [0.10] * 20 + [0.20] * 9 + [1.0]
     adds = _ops(c, "add")
     assert len(adds) == 40
-    for n, d in adds:  # relu(x + scale * conv2d(concat(...))): the shortcut is the block's input
-        block = d["path"]
-        assert c.graph.nodes[d["inputs"][0]]["shape"] == d["shape"]
-        assert d["inputs"][0] == c.graph.graph["modules"][block]["input"]
-        assert c.graph.nodes[d["inputs"][1]]["op"] == "scale"
+    for n in adds:  # relu(x + scale * conv2d(concat(...))): the shortcut is the block's input
+        shortcut, branch = n.inputs
+        assert shortcut.meta["shape"] == n.meta["shape"]
+        assert shortcut is c.graph.modules[n.path].input
+        assert branch.op == "scale"
     assert c.analysis.modules["repeat_2.8.relu"]["type"] == "relu"
     assert "block8.relu" not in c.analysis.modules  # the last block is not activated
 

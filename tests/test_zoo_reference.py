@@ -48,9 +48,9 @@ def test_totals_equal_reference(case):
     assert [1, *c.analysis.output] == ref["eval_output_shape"]
     if ref_noaux:  # aux heads do not run in eval: same MACs without them
         assert ref_noaux["fvcore_conv_linear_macs"] == t.macs
-        assert set(c.graph.graph["aux"]) == set(ref["eval_children_not_executed"])
+        assert set(c.graph.aux) == set(ref["eval_children_not_executed"])
     else:
-        assert not c.graph.graph["aux"]
+        assert not c.graph.aux
 
 
 def test_expect_block_is_complete_and_matches_reference(case):
@@ -67,12 +67,12 @@ def test_top_level_children_and_output_shapes(case):
     children = [m.name for m in c.expanded.model.children]
     assert children == ref["child_names"]
     if ref_noaux:
-        aux = set(c.graph.graph["aux"])
+        aux = set(c.graph.aux)
         assert [n for n in children if n not in aux] == ref_noaux["child_names"]
     modules = c.analysis.modules
     for child, shape in ref["eval_child_output_shapes"].items():
         if shape is None:  # not executed in eval: only the aux heads
-            assert child in c.graph.graph["aux"], child
+            assert child in c.graph.aux, child
             assert modules[child]["part"] == child
             continue
         assert modules[child]["part"] == "main"
@@ -122,17 +122,16 @@ def _repr(op: str, attrs: dict, in_shape: tuple) -> str:
 def test_leaf_module_reprs(compiled, reference, spec, model):
     g = compiled(f"specs/{spec}.yaml").graph
     ours = []
-    for path, entry in g.graph["modules"].items():
-        if entry["kind"] == "op":
-            node = g.nodes[path]
-            ours.append([path, _repr(node["op"], node["attrs"], g.nodes[node["inputs"][0]]["shape"])])
+    leaves = [span.output for span in g.modules.values() if span.module.kind == "op"]
+    for node in leaves:
+        ours.append([node.name, _repr(node.op, node.attrs, node.inputs[0].meta["shape"])])
     # Same modules with the same constructor arguments. The order is compared through the
     # state_dict test: it can differ only for stateless modules, and does once: torchvision
     # registers GoogLeNet's aux dropout after fc2 although it runs before it, while a spec
     # registers modules in the order they run.
     assert dict(ours) == dict(reference[model]["leaf_modules"])
     assert len(ours) == len(reference[model]["leaf_modules"])
-    dropout = {p: g.nodes[p]["attrs"]["p"] for p, e in g.graph["modules"].items() if e["kind"] == "op" and g.nodes[p]["op"] == "dropout"}
+    dropout = {n.name: n.attrs["p"] for n in leaves if n.op == "dropout"}
     assert dropout == reference[model]["dropout_p"]
 
 
@@ -148,6 +147,6 @@ def test_leaf_module_reprs(compiled, reference, spec, model):
 ])
 def test_depth_counts_weight_layers_on_the_longest_path(compiled, spec, depth, weight_layers):
     c = compiled(f"specs/{spec}.yaml")
-    main = [d for _, d in c.graph.nodes(data=True) if d["part"] == "main"]
-    assert sum(1 for d in main if OPS[d["op"]].weight_layer) == weight_layers
+    main = [n for n in c.graph if n.part == "main"]
+    assert sum(1 for n in main if OPS[n.op].weight_layer) == weight_layers
     assert c.analysis.totals.depth == depth

@@ -264,11 +264,11 @@ class _Differ:
         for i, c in enumerate(self.changes):
             if c.kind != "removed" or c.a[0]["path"] not in self.A.mods:
                 continue
-            ma = self.A.g.graph["modules"][c.a[0]["path"]]["module"]
+            ma = self.A.g.modules[c.a[0]["path"]].module
             for d in added:
                 if id(d) in taken or d.b[0]["params"] != c.a[0]["params"] or d.b[0]["output_shape"] != c.a[0]["output_shape"]:
                     continue
-                mb = self.B.g.graph["modules"][d.b[0]["path"]]["module"]
+                mb = self.B.g.modules[d.b[0]["path"]].module
                 if self.A.sig(ma) == self.B.sig(mb) and d.part == c.part:
                     taken.add(id(d))
                     self.changes[i] = Change("renamed", "(same structure)", "(same structure)", c.a, d.b, d.part, 0, 0)

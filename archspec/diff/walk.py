@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..expand import Apply, Func, Merge, Module
+from ..graph import Node
 from ..ops import OPS
 from .words import _POOLS, _fmt, _runs, call_text, short_op
 
@@ -14,10 +15,10 @@ class Unit:
     """One step of a module's forward: a registered module, a functional op or a merge."""
 
     kind: str  # module | func | merge
-    path: str  # module path, or the graph node of a functional op / merge
+    path: str  # module path, or the graph node name of a functional op / merge
     op: str  # op or block type ("Sequential"), or the merge kind
     args: dict
-    node: str  # graph node holding its output
+    node: Node  # graph node holding its output
     part: str
     named: bool = True  # a named attribute (False: an nn.Sequential entry or a functional op)
     module: Module | None = None
@@ -40,40 +41,26 @@ class _Side:
         self._sigs: dict = {}
         self.blocks = compiled.resolved.blocks
 
-    # Graph node names of functional ops and merges, as lowering gives them: owner/op, owner/op_1 ...
     def units(self, owner: Module) -> list:
         if owner.path not in self._units:
-            counters: dict = {}
-            self._units[owner.path] = self._steps(owner, owner.body, counters)
+            self._units[owner.path] = self._steps(owner, owner.body)
         return self._units[owner.path]
 
-    def _fresh(self, owner: Module, stem: str, counters: dict) -> str:
-        n = counters.get(stem, 0)
-        counters[stem] = n + 1
-        base = f"{owner.path}/{stem}" if owner.path else f"/{stem}"
-        node = base if n == 0 else f"{base}_{n}"
-        if node not in self.g:  # lowering names nodes differently: a bug here, not the user's
-            raise RuntimeError(f"diff: no graph node '{node}'")
-        return node
-
-    def _steps(self, owner: Module, steps: list, counters: dict) -> list:
+    def _steps(self, owner: Module, steps: list) -> list:
         out = []
         for step in steps:
             if isinstance(step, Apply):
                 out.append(self.module_unit(step.module, named=owner.kind != "sequential"))
             elif isinstance(step, Func):
-                node = self._fresh(owner, step.op, counters)
-                out.append(Unit("func", node, step.op, step.attrs, node, owner.part, named=False))
+                out.append(Unit("func", step.node.name, step.op, step.attrs, step.node, owner.part, named=False))
             elif isinstance(step, Merge):
-                branches = [self._steps(owner, br, counters) for br in step.branches]
-                node = self._fresh(owner, step.kind, counters)
-                out.append(Unit("merge", node, step.kind, {}, node, owner.part, named=False,
+                branches = [self._steps(owner, br) for br in step.branches]
+                out.append(Unit("merge", step.node.name, step.kind, {}, step.node, owner.part, named=False,
                                 branches=branches, labels=list(step.labels)))
         return out
 
     def module_unit(self, m: Module, named: bool = True) -> Unit:
-        entry = self.g.graph["modules"][m.path]
-        return Unit("module", m.path, m.type, m.args, entry["output"], m.part, named, m)
+        return Unit("module", m.path, m.type, m.args, self.g.modules[m.path].output, m.part, named, m)
 
     # --- what a unit is and what it costs ---
     def params(self, u: Unit) -> int:
@@ -86,33 +73,35 @@ class _Side:
         if u.kind == "module":
             return self.mods[u.path][key]
         inside = sum(self._cost(x, key) for br in u.branches for x in br)  # a merge costs its branches
-        return inside + self.g.nodes[u.node][key]
+        return inside + u.node.meta[key]
 
-    def out_shape(self, u: Unit):
-        return self.g.nodes[u.node]["shape"]
+    @staticmethod
+    def out_shape(u: Unit):
+        return u.node.meta["shape"]
 
     def in_shape(self, u: Unit):
         if u.kind == "module":
             return self.mods[u.path]["input_shape"]
-        return self.g.nodes[self.g.nodes[u.node]["inputs"][0]]["shape"]
+        return u.node.inputs[0].meta["shape"]
 
-    def cut(self, u: Unit, start: str) -> tuple:
+    @staticmethod
+    def cut(u: Unit, start: Node) -> tuple:
         """What a step hands on, measured from the stretch's input node ``start``: the shape and
         the growth of the receptive field (so that changes upstream do not hide a match)."""
-        d, s = self.g.nodes[u.node], self.g.nodes[start]
+        d, s = u.node.meta, start.meta
         rh, rw, jh, jw = d["rf"]
         sh, sw, sjh, sjw = s["rf"]
         return (d["shape"], rh - sh, rw - sw, jh / sjh, jw / sjw)
 
-    def entry(self, u: Unit) -> str:
+    def entry(self, u: Unit) -> Node:
         """The node a step reads."""
         if u.kind == "module":
-            return self.g.graph["modules"][u.path]["input"]
+            return self.g.modules[u.path].input
         if u.kind == "merge":
             for br in u.branches:
                 if br:
                     return self.entry(br[0])
-        return self.g.nodes[u.node]["inputs"][0]
+        return u.node.inputs[0]
 
     def sig(self, m: Module):
         """The structure of a module, its own name left out (renames keep it)."""

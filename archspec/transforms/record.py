@@ -79,9 +79,8 @@ class Analysed:
         return self.by_item.get(id(item), [])
 
     def output(self, path: str):
-        g = self.analysis.graph
-        node = g.graph["modules"][path]["output"]
-        return g.nodes[node]["shape"], g.nodes[node]["rf"][:2]
+        meta = self.analysis.graph.modules[path].output.meta
+        return meta["shape"], meta["rf"][:2]
 
     def totals(self, modules: list) -> tuple:
         stats = self.analysis.modules
