@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 import types
 
-__version__ = "0.1.0"
 __all__ = ["load", "check", "build", "diff", "ArchspecError"]
 
 from .errors import ArchspecError
+from .version import __version__  # noqa: F401
 
 
 def load(path: str):

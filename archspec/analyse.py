@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from .errors import ShapeError, raise_all
 from .graph import Graph, Node, topological_order
 from .ops import OPS, OpShapeError, pair
+from .text import dims
 
 
 @dataclass
@@ -46,13 +47,6 @@ class Analysis:
     @property
     def output(self) -> tuple:
         return self.graph.output.meta["shape"]
-
-
-def dims(shape) -> str:
-    """A shape as people write it: 64x56x56 ("?" when unknown)."""
-    if shape is None:
-        return "?"
-    return "x".join(str(d) for d in shape)
 
 
 def _merge_error(node: Node, shapes: list) -> ShapeError:

@@ -2,75 +2,23 @@
 
 Every spec is compiled and generated in memory first; if any fails, nothing is written. A file
 whose body no longer matches the hash in its header was edited by hand and is only replaced with
-``--force``. Each write goes to a temporary file in the same directory, is flushed to disk and then
-renamed over the target, so an interrupted build leaves the previous file intact.
+``--force``. Files are written atomically (archspec/files.py), so an interrupted build leaves the
+previous file intact.
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import tempfile
-from contextlib import contextmanager
 
 from .errors import ArchspecError, GenerateError, Loc, flatten
+from .files import write_atomic
 
 EXIT_OK, EXIT_SPEC = 0, 1
 
 
 def output_name(compiled, deploy: bool = False) -> str:
     return f"{compiled.name}_deploy.py" if deploy else f"{compiled.name}.py"
-
-
-@contextmanager
-def _signals_deferred():
-    """Hold SIGINT/SIGTERM during the rename so that a file is either old or new, never half."""
-    received = []
-    handlers = {}
-    if sys.platform != "win32":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                handlers[sig] = signal.signal(sig, lambda s, f: received.append(s))
-            except ValueError:  # not the main thread
-                pass
-    try:
-        yield
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        if received:
-            raise KeyboardInterrupt
-
-
-def _mode_for(path: str) -> int:
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".archspec-", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; keep the file's mode, else the umask's
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with _signals_deferred():
-            os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def plan(files: list, input_shape=None, num_classes=None, deploy: bool = False) -> tuple:
@@ -96,7 +44,7 @@ def plan(files: list, input_shape=None, num_classes=None, deploy: bool = False) 
 
 def status(path: str, text: str) -> str:
     """'missing', 'current', 'stale' (generated from an older spec) or 'edited' (changed by hand)."""
-    from .generate import is_hand_edited
+    from .emit import is_hand_edited
 
     if not os.path.exists(path):
         return "missing"

@@ -29,26 +29,18 @@ True
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
 import keyword
 import re
 from dataclasses import dataclass, field
 
-from . import __version__
+from .emit import DEPLOY_LOCALS, NN_MODULE_ATTRS, class_name_of, doc_lines, py_str, render, spec_label, stamp, wrap_lines
 from .errors import GenerateError
-from .generate import HEADER_MARK, class_name_of, render, spec_label
 from .graph import Node
 from .ops import OPS
+from .text import dims, shape_comment
 
 # Ops that compute nothing in eval: their output is their input.
 TRANSPARENT = {"dropout", "identity"}
-# nn.Module attributes a deploy layer must not shadow, and names the generated module uses.
-_MODULE_ATTRS = {"training", "forward", "eval", "train", "to", "cpu", "cuda", "float", "half", "double", "type",
-                 "apply", "modules", "children", "parameters", "buffers", "state_dict", "load_state_dict",
-                 "register_buffer", "register_module", "add_module", "get_submodule", "channels_last",
-                 "from_trained", "requires_grad_", "zero_grad", "extra_repr", "bfloat16", "share_memory"}
-_LOCAL_RESERVED = {"self", "torch", "nn", "F", "Tensor", "Optional", "model", "deploy", "cls"}
 
 
 @dataclass
@@ -116,7 +108,7 @@ class _Deploy:
         if len(parts) > 1 and parts[-1] == "conv":
             parts = parts[:-1]
         base = "_".join(parts) or "layer"
-        if not base.isidentifier() or keyword.iskeyword(base) or base in _MODULE_ATTRS or base[0].isdigit():
+        if not base.isidentifier() or keyword.iskeyword(base) or base in NN_MODULE_ATTRS or base[0].isdigit():
             base = f"layer_{base}" if base.isidentifier() or base[0].isdigit() else "layer"
         name, i = base, 1
         while name in self.attrs:
@@ -319,7 +311,7 @@ def _stem(path: str) -> str:
         return "x"
     # torchvision's style: the steps branch5x5_1, branch5x5_2 of a branch share the name branch5x5
     name = re.sub(r"_\d+$", "", parts[-1]) or parts[-1]
-    return name if name.isidentifier() and not keyword.iskeyword(name) and name not in _LOCAL_RESERVED else "t"
+    return name if name.isidentifier() and not keyword.iskeyword(name) and name not in DEPLOY_LOCALS else "t"
 
 
 class _Names:
@@ -330,15 +322,11 @@ class _Names:
 
     def take(self, want: str, value) -> str:
         name, i = want, 1
-        while name in self.live or name in _LOCAL_RESERVED or keyword.iskeyword(name):
+        while name in self.live or name in DEPLOY_LOCALS or keyword.iskeyword(name):
             i += 1
             name = f"{want}_{i}"
         self.live[name] = value
         return name
-
-
-def _shape_comment(shape) -> str:
-    return "N x " + " x ".join(str(d) for d in shape) if shape else ""
 
 
 def _forward(dep: _Deploy, stmts: list) -> list:
@@ -369,7 +357,7 @@ def _forward(dep: _Deploy, stmts: list) -> list:
             if stem != "x":
                 return stem
             flat = _source(st.layer, k).rsplit(".", 1)[-1]  # a flat layout's inception_3a_1x1
-            if not flat.isdigit() and flat.isidentifier() and flat not in _LOCAL_RESERVED:
+            if not flat.isdigit() and flat.isidentifier() and flat not in DEPLOY_LOCALS:
                 return flat
         nxt = readers.get(v, [])
         if len(nxt) == 1 and nxt[0].kind in ("layer", "fused"):
@@ -378,7 +366,7 @@ def _forward(dep: _Deploy, stmts: list) -> list:
                 return stem
         if st.kind == "concat":
             prefix = re.sub(r"_\d*$", "", _common_prefix(in_names))  # branch3x3_2a, _2b -> branch3x3
-            if prefix.isidentifier() and prefix not in _LOCAL_RESERVED:
+            if prefix.isidentifier() and prefix not in DEPLOY_LOCALS:
                 return prefix
         if in_names and st.inputs[0] in dying:
             return in_names[0]
@@ -425,7 +413,7 @@ def _common_prefix(names: list) -> str:
 
 
 def _statement(st: Stmt, ins: list, outs: list, in_place: bool) -> list:
-    comment = _shape_comment(st.shape)
+    comment = shape_comment(st.shape)
     if st.kind == "layer":
         call = f"self.{st.layer.attr}({ins[0]})"
         code = f"F.relu({call}, inplace=True)" if st.relu[0] else call
@@ -435,7 +423,7 @@ def _statement(st: Stmt, ins: list, outs: list, in_place: bool) -> list:
         if all(st.relu):
             call = f"F.relu({call}, inplace=True)"
         sizes = ", ".join(map(str, st.sizes))
-        shape = f"N x ({' + '.join(map(str, st.sizes))}) x " + " x ".join(map(str, st.shape[1:]))
+        shape = f"N x ({' + '.join(map(str, st.sizes))}) x {dims(st.shape[1:], ' x ')}"
         lines = [f"{', '.join(outs)} = {call}.split([{sizes}], 1)  # {shape}"]
         if any(st.relu) and not all(st.relu):
             lines += [f"{o} = F.relu({o}, inplace=True)" for o, r in zip(outs, st.relu) if r]
@@ -454,8 +442,6 @@ def _statement(st: Stmt, ins: list, outs: list, in_place: bool) -> list:
 
 
 def _doc_text(text: str) -> list:
-    from .generate import doc_lines, wrap_lines
-
     return wrap_lines(doc_lines(text))
 
 
@@ -480,14 +466,14 @@ def generate_deploy(compiled) -> str:
         removed.append("dropout")
     doc = [f"Inference-only {class_name_of(spec)}: the deploy build of {label}.", ""]
     doc += _doc_text(spec.description or f"The {spec.name} network.")
-    doc += [""] + _wrap_plain(
+    doc += [""] + wrap_lines([
         f"Computes what {class_name_of(spec)} computes in eval mode: {folded} BatchNorm layers folded into "
         f"their convolutions"
         + (f", {len(fused)} groups of sibling convolutions fused into one convolution each" if fused else "")
         + (f", {' and '.join(removed)} removed" if removed else "")
         + (", channels_last memory format unless channels_last=False" if has_conv else "") + ". "
-        f"Input {'x'.join(map(str, ex.input))}. Parameters: {params:,}. "
-        f"MACs: {t.macs:,} (the same as the training module's in eval; FLOPs = 2 x MACs).")
+        f"Input {dims(ex.input)}. Parameters: {params:,}. "
+        f"MACs: {t.macs:,} (the same as the training module's in eval; FLOPs = 2 x MACs)."])
     doc += ["", f"Build it from a trained model: ``{dep.model_class}.from_trained(model)``."]
     init = [f"self.channels_last = channels_last"]
     for layer in dep.layers:
@@ -505,37 +491,25 @@ def generate_deploy(compiled) -> str:
         "init": init,
         "forward": forward,
         "folds": [line for a, fs in folds for line in _fold_lines(a, fs)],
-        "copies": [f"({_q(a)}, {_q(p)})," for a, p in copies],
+        "copies": [f"({py_str(a)}, {py_str(p)})," for a, p in copies],
         "num_classes": (f"model.get_submodule({_source_of(num_classes_layer)!r}).weight.shape[0]"
                         if num_classes_layer else None),
         "has_conv": has_conv,
         "channels_last": has_conv,
         "training_class": class_name_of(spec),
     })
-    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-    header = (f"# Generated by archspec {__version__} from {label}. Do not edit: run `archspec build --deploy {label}`.\n"
-              f"{HEADER_MARK}{digest}\n")
-    return header + body
-
-
-def _q(text) -> str:
-    return "None" if text is None else json.dumps(text)
+    return stamp(body, compiled.file, "archspec build --deploy")
 
 
 def _fold_lines(attr: str, folds: list) -> list:
     """One line per deploy layer; a fused layer lists its sources one a line."""
-    srcs = [f"({_q(layer)}, {_q(bn)}, {scale!r})" for layer, bn, scale in folds]
-    one = f"({_q(attr)}, [{', '.join(srcs)}]),"
+    srcs = [f"({py_str(layer)}, {py_str(bn)}, {scale!r})" for layer, bn, scale in folds]
+    one = f"({py_str(attr)}, [{', '.join(srcs)}]),"
     if len(srcs) == 1 and len(one) <= 108:
         return [one]
-    return [f"({_q(attr)}, ["] + [f"    {s}," for s in srcs] + ["]),"]
+    return [f"({py_str(attr)}, ["] + [f"    {s}," for s in srcs] + ["]),"]
 
 
 def _source_of(layer: Layer) -> str:
     return layer.folds[0][0]
 
-
-def _wrap_plain(text: str, width: int = 96) -> list:
-    import textwrap
-
-    return textwrap.wrap(text, width)

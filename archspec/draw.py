@@ -18,11 +18,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from .analyse import dims
-from .diff import short_op
 from .errors import UsageError
 from .graph import Node, Span
 from .ops import OPS
+from .text import dims, human
+from .words import short_op
 
 FORMATS = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".mmd": "mermaid"}
 HASH_MARK = "archspec-dot-sha256: "
@@ -257,15 +257,13 @@ def _kind(op: str) -> str:
 
 
 def _legend(c) -> list:
-    from .report import _human
-
     t = c.analysis.totals
     lines = [f"{c.name}  ({dims(c.expanded.input)} → {dims(c.analysis.output)})"]
     if len(t.params_by_part) > 1:
         lines.append(f"params: {t.params:,} training, {t.params_eval:,} eval")
     else:
         lines.append(f"params: {t.params:,}")
-    lines.append(f"MACs (eval, batch 1): {t.macs:,} ({_human(t.macs)})")
+    lines.append(f"MACs (eval, batch 1): {t.macs:,} ({human(t.macs)})")
     lines.append(f"depth: {t.depth} weight layers")
     return lines
 
@@ -276,13 +274,14 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def _q(text: str) -> str:
+def _dot_string(text: str) -> str:
+    """A quoted DOT ID."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def to_dot(v: View) -> str:
     """Graphviz source; deterministic, so a hash of it tells whether an SVG is stale."""
-    out = [f"digraph {_q(v.name)} {{",
+    out = [f"digraph {_dot_string(v.name)} {{",
            '  graph [rankdir=TB, nodesep=0.25, ranksep=0.3, fontname="Helvetica", fontsize=11, '
            'labelloc=t, labeljust=l, newrank=true];',
            '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, margin="0.12,0.04", penwidth=1.2];',
@@ -293,9 +292,9 @@ def to_dot(v: View) -> str:
         _dot_member(v, member, out, "  ", loose)
     for a, b, aux in v.edges:
         style = ' [style=dashed, color="#d2691e"]' if aux else ""
-        out.append(f"  {_q(a)} -> {_q(b)}{style};")
+        out.append(f"  {_dot_string(a)} -> {_dot_string(b)}{style};")
     for heads in v.orders:  # parallel branches left to right in spec order
-        out.append(f"  {{rank=same; {' -> '.join(_q(h) for h in heads)} [style=invis];}}")
+        out.append(f"  {{rank=same; {' -> '.join(_dot_string(h) for h in heads)} [style=invis];}}")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -351,7 +350,7 @@ def _dot_member(v: View, member: tuple, out: list, ind: str, loose: set) -> None
     kind, key = member
     if kind == "box":
         if key in loose:
-            out.append(f'{ind}subgraph {_q("cluster_" + key + " (branch)")} {{ style=invis; margin=0; label=""; '
+            out.append(f'{ind}subgraph {_dot_string("cluster_" + key + " (branch)")} {{ style=invis; margin=0; label=""; '
                        f'{_dot_node(v.boxes[key])} }}')
         else:
             out.append(ind + _dot_node(v.boxes[key]))
@@ -359,7 +358,7 @@ def _dot_member(v: View, member: tuple, out: list, ind: str, loose: set) -> None
     c = v.clusters[key]
     fill, line = _CLUSTER["main" if c.part == "main" else "aux"]
     style = "rounded,dashed,filled" if c.part != "main" else "rounded,filled"
-    out.append(f"{ind}subgraph {_q('cluster_' + c.path)} {{")
+    out.append(f"{ind}subgraph {_dot_string('cluster_' + c.path)} {{")
     out.append(f'{ind}  label=<<b>{_html(c.label)}</b>>; style="{style}"; fillcolor="{fill}"; color="{line}"; '
                f'fontsize=10; labeljust=l; margin=8;')
     for m in _members(v, c):
@@ -372,11 +371,11 @@ def _dot_node(b: Box) -> str:
     style = "rounded,filled,dashed" if b.part != "main" else "rounded,filled"
     if b.kind == "merge":
         label = f'<<b>{_html(b.name)}</b><br/><font point-size="9">{dims(b.shape)}</font>>'
-        return (f'{_q(b.id)} [shape=ellipse, style="{style.replace("rounded,", "")}", fillcolor="{fill}", color="{line}", '
+        return (f'{_dot_string(b.id)} [shape=ellipse, style="{style.replace("rounded,", "")}", fillcolor="{fill}", color="{line}", '
                 f'margin="0.04,0.02", label={label}];')
     what = f'<br/><font point-size="9">{_html(b.what)}</font>' if b.what else ""
     label = f'<<b>{_html(b.name)}</b>{what}<br/><font point-size="9" color="#444444">{dims(b.shape)}</font>>'
-    return f'{_q(b.id)} [style="{style}", fillcolor="{fill}", color="{line}", label={label}];'
+    return f'{_dot_string(b.id)} [style="{style}", fillcolor="{fill}", color="{line}", label={label}];'
 
 
 # --- Mermaid ----------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .text import dims
+
 REQUIRED = object()
 
 
@@ -62,6 +64,7 @@ class Op:
 
 
 def pair(v) -> tuple:
+    """A size as (height, width): 3 -> (3, 3)."""
     return tuple(v) if isinstance(v, tuple) else (v, v)
 
 
@@ -71,7 +74,7 @@ def _need_map(shape, op):
 
 
 def _fmt(shape) -> str:
-    return " x ".join(str(d) for d in shape) if shape else "a scalar"
+    return dims(shape, " x ") if shape else "a scalar"
 
 
 def _window(size: int, k: int, s: int, p: int, d: int, ceil: bool, what: str, axis: str) -> int:

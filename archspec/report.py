@@ -1,24 +1,10 @@
 """Stage 7, report: the ``check`` table (torchinfo-like) and the stable JSON object."""
 from __future__ import annotations
 
+from .text import batched, batched_text, human, number
+
 CONVENTION = ("MACs = multiply-adds of conv and linear layers at batch 1 in eval mode, bias not counted "
               "(torchvision's _ops / fvcore conv+linear convention); FLOPs = 2 x MACs.")
-
-
-def batched(shape) -> list | None:
-    """A shape with the batch dimension (batch 1), as torch prints it; None when unknown."""
-    return [1, *shape] if shape is not None else None
-
-
-def _n(v: int) -> str:
-    return f"{v:,}"
-
-
-def _human(v: int) -> str:
-    for unit, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
-        if v >= scale:
-            return f"{v / scale:.2f} {unit}"
-    return str(v)
 
 
 def to_json(c) -> dict:
@@ -78,9 +64,8 @@ def table(c, depth: int = 3) -> str:
         label = f"{indent}{name} ({m['type']})"
         if m["part"] != "main" and level == 1:
             label += " [aux, training only]"
-        shape = batched(m["output_shape"])
-        rows.append((label, str(shape) if shape else "--", _n(m["params"]) if m["params"] else "--",
-                     _n(m["macs"]) if m["macs"] else "--"))
+        rows.append((label, batched_text(m["output_shape"]), number(m["params"]) if m["params"] else "--",
+                     number(m["macs"]) if m["macs"] else "--"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     total_width = sum(widths) + 6
     line = "=" * total_width
@@ -91,16 +76,16 @@ def table(c, depth: int = 3) -> str:
     t = a.totals
     out = [line, f"{c.name}  ({c.file})", line, fmt(rows[0]), "-" * total_width]
     out += [fmt(r) for r in rows[1:]]
-    parts = " + ".join(f"{k} {_n(v)}" for k, v in t.params_by_part.items())
+    parts = " + ".join(f"{k} {number(v)}" for k, v in t.params_by_part.items())
     g = a.graph
     out += [
         line,
         f"Input: {batched(g.input_shape)}   Output: {batched(a.output)}",
-        f"Params (training, all parts): {_n(t.params)}" + (f"  = {parts}" if len(t.params_by_part) > 1 else ""),
-        f"Params (eval, main network):  {_n(t.params_eval)}",
-        f"Buffers:                      {_n(t.buffers)}",
-        f"MACs (eval, batch 1):         {_n(t.macs)}  ({_human(t.macs)})",
-        f"FLOPs (2 x MACs):             {_n(t.flops)}  ({_human(t.flops)})",
+        f"Params (training, all parts): {number(t.params)}" + (f"  = {parts}" if len(t.params_by_part) > 1 else ""),
+        f"Params (eval, main network):  {number(t.params_eval)}",
+        f"Buffers:                      {number(t.buffers)}",
+        f"MACs (eval, batch 1):         {number(t.macs)}  ({human(t.macs)})",
+        f"FLOPs (2 x MACs):             {number(t.flops)}  ({human(t.flops)})",
         f"Depth (weight layers on the longest path): {t.depth}",
     ]
     for r in c.rewrites:

@@ -35,7 +35,7 @@ def import_generated(path: str):
 
 
 def model_class(module, compiled):
-    from .generate import class_name_of
+    from .emit import class_name_of
 
     return getattr(module, class_name_of(compiled.resolved.spec))
 

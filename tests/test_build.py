@@ -15,7 +15,8 @@ from conftest import ROOT, SPECS, run_cli
 
 torch = pytest.importorskip("torch")
 
-from archspec.generate import generate, is_hand_edited, render, split_header  # noqa: E402
+from archspec.emit import is_hand_edited, render, split_header  # noqa: E402
+from archspec.generate import generate  # noqa: E402
 from archspec.pipeline import compile_spec, spec_files  # noqa: E402
 from archspec.verify import import_generated, model_class, verify_module  # noqa: E402
 
@@ -238,7 +239,7 @@ def test_verify_reports_differences(tmp_path, built):
 
 
 def test_written_files_follow_the_umask_and_keep_their_mode(tmp_path):
-    from archspec.build import write_atomic
+    from archspec.files import write_atomic
 
     old = os.umask(0o022)
     try:

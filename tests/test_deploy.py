@@ -14,7 +14,7 @@ from conftest import ROOT, SPECS, run_cli
 torch = pytest.importorskip("torch")
 
 from archspec.deploy import generate_deploy  # noqa: E402
-from archspec.generate import is_hand_edited, split_header  # noqa: E402
+from archspec.emit import is_hand_edited, split_header  # noqa: E402
 from archspec.pipeline import spec_files  # noqa: E402
 from archspec.verify import import_generated, model_class  # noqa: E402
 

@@ -596,7 +596,7 @@ def test_names_are_validated_identifiers_or_refused(tmp_path, where, text):
         return
     assert inert_problems(source) == []
     # and the file works: the torch oracle agrees with the analysis (a shadowed F or Tensor would not)
-    from archspec.generate import class_name_of
+    from archspec.emit import class_name_of
     from archspec.verify import verify_module
 
     c = compile_spec(path)

@@ -221,7 +221,8 @@ def inception_specs(draw) -> str:
 
 
 def _oracle(text: str, n: int) -> None:
-    from archspec.generate import class_name_of, generate
+    from archspec.emit import class_name_of
+    from archspec.generate import generate
     from archspec.verify import verify_module
 
     path = _WORK / f"random{n}.yaml"

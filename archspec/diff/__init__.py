@@ -20,8 +20,8 @@ aux heads move training-time MACs only and are marked as such.
 The package is laid out in the order of the work: ``walk`` (one spec seen unit by unit),
 ``differ`` (the two walked together, changes found and costed), ``changes`` (Change and Group),
 ``locations`` (paths compacted to ``inception{3a,3b}.branch3.1.conv``), ``render`` (the Diff and its
-text, markdown and JSON), ``words`` (values as a person writes them); this module holds the
-entry points.
+text, markdown and JSON); values and ops are written as a spec writes them (archspec/words.py).
+This module holds the entry points.
 """
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ from .differ import _Differ
 from .locations import compact  # noqa: F401 - re-exported
 from .render import Diff
 from .walk import Unit  # noqa: F401 - re-exported
-from .words import call_text, short_op  # noqa: F401 - re-exported (draw.py uses short_op)
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 
@@ -73,7 +72,8 @@ def diff_specs(a: str, b: str, code: bool = False) -> Diff:
 
 def code_diff(a, b) -> str:
     """Unified diff of the two generated modules (text only; nothing is written)."""
-    from ..generate import generate, split_header
+    from ..emit import split_header
+    from ..generate import generate
 
     left = split_header(generate(a))[1].splitlines(keepends=True)
     right = split_header(generate(b))[1].splitlines(keepends=True)

@@ -12,7 +12,8 @@ from ..expand import Module
 from ..ops import OPS, OpShapeError
 from .changes import Change
 from .walk import Unit, _Side
-from .words import _ATTR_NAMES, _CHANNELS, _GEOMETRY, _POOLS, _fmt, _runs, _shape_text, batched, call_text, short_op
+from ..text import batched, batched_text, dims
+from ..words import ATTR_NAMES, CHANNELS, GEOMETRY, POOLS, call_text, runs, short_op, value_text
 
 
 class _Differ:
@@ -41,17 +42,17 @@ class _Differ:
         self.emit("added", self.B.text(u), self.B.abstract(u), [], [u])
 
     def replaced(self, ua: list, ub: list) -> None:
-        exact = f"{', '.join(_runs([self.A.text(u) for u in ua]))} -> {', '.join(_runs([self.B.text(u) for u in ub]))}"
-        key = f"{', '.join(_runs([self.A.abstract(u) for u in ua]))} -> {', '.join(_runs([self.B.abstract(u) for u in ub]))}"
+        exact = f"{', '.join(runs([self.A.text(u) for u in ua]))} -> {', '.join(runs([self.B.text(u) for u in ub]))}"
+        key = f"{', '.join(runs([self.A.abstract(u) for u in ua]))} -> {', '.join(runs([self.B.abstract(u) for u in ub]))}"
         self.emit("replaced", exact, key, ua, ub)
 
     # --- walking ---
     def run(self):
         ea, eb = self.A.c.expanded, self.B.c.expanded
         if tuple(ea.input) != tuple(eb.input):
-            side = lambda shape: [{"path": "input", "type": "input", "text": "x".join(map(str, shape)),  # noqa: E731
+            side = lambda shape: [{"path": "input", "type": "input", "text": dims(shape),  # noqa: E731
                                    "output_shape": batched(shape), "params": 0, "macs": 0}]
-            self.changes.append(Change("changed", f"input {_shape_text(ea.input)} -> {_shape_text(eb.input)}",
+            self.changes.append(Change("changed", f"input {batched_text(ea.input)} -> {batched_text(eb.input)}",
                                        "input size", side(ea.input), side(eb.input), "main", 0, 0,
                                        [("input", tuple(ea.input), tuple(eb.input))]))
         self.align(self.A.units(ea.model), self.B.units(eb.model))
@@ -188,8 +189,8 @@ class _Differ:
         facets = []  # (summary, key, attrs, op, attrs after this facet)
         state = dict(ua.args)
         if ua.op != ub.op:
-            if ua.op in _POOLS and ub.op in _POOLS:
-                words = f"pooling kind {_POOLS[ua.op]} -> {_POOLS[ub.op]}: "
+            if ua.op in POOLS and ub.op in POOLS:
+                words = f"pooling kind {POOLS[ua.op]} -> {POOLS[ub.op]}: "
             else:
                 words = ""
             text = f"{words}{call_text(ua.op, ua.args)} -> {call_text(ub.op, ub.args)}"
@@ -198,15 +199,15 @@ class _Differ:
             state = dict(ub.args)
         else:
             names = [a.name for a in OPS[ua.op].attrs if ua.args.get(a.name) != ub.args.get(a.name)]
-            geometry = [n for n in names if n in _GEOMETRY]
-            steps = ([geometry] if geometry else []) + [[n] for n in names if n not in _GEOMETRY]
+            geometry = [n for n in names if n in GEOMETRY]
+            steps = ([geometry] if geometry else []) + [[n] for n in names if n not in GEOMETRY]
             for group in steps:
                 for n in group:
                     state[n] = ub.args[n]
-                words = ", ".join(f"{_ATTR_NAMES.get(n, n)} {_fmt(ua.args[n], n)} -> {_fmt(ub.args[n], n)}" for n in group)
+                words = ", ".join(f"{ATTR_NAMES.get(n, n)} {value_text(ua.args[n], n)} -> {value_text(ub.args[n], n)}" for n in group)
                 attrs = [(n, ua.args[n], ub.args[n]) for n in group]
                 text = f"{ua.op} {words}"
-                key = f"{ua.op} {_ATTR_NAMES[group[0]]} changed" if group[0] in _CHANNELS else text
+                key = f"{ua.op} {ATTR_NAMES[group[0]]} changed" if group[0] in CHANNELS else text
                 facets.append((text, key, attrs, ua.op, dict(state)))
         if (ua.kind == "func") != (ub.kind == "func"):
             how = "module -> functional" if ub.kind == "func" else "functional -> module"
@@ -227,7 +228,7 @@ class _Differ:
                 text, key = f"{ub.op} {inferred} {in_a[0]} -> {in_b[0]}", f"{ub.op} {inferred} (follows the layer before)"
                 attrs = [(inferred, in_a[0], in_b[0])]
             else:
-                text, key = f"{ub.op} input {_shape_text(in_a)} -> {_shape_text(in_b)}", f"{ub.op} input size (follows the layer before)"
+                text, key = f"{ub.op} input {batched_text(in_a)} -> {batched_text(in_b)}", f"{ub.op} input size (follows the layer before)"
                 attrs = [("input", in_a, in_b)]
             facets.append((text, key, attrs, ub.op, ub.args))
             shares.append(rest)

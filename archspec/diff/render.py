@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .changes import Group
-from .words import _n, _signed, batched
+from ..text import batched, number, signed
 
 
 @dataclass
@@ -120,9 +120,9 @@ class Diff:
         in_aux = [c for c in g.changes if c.part != "main"]
 
         def delta(label, total, aux_share):
-            text = f"{label} {_signed(total)}"
+            text = f"{label} {signed(total)}"
             if aux and len(aux) < len(g.parts) and aux_share:
-                text += f" (aux heads {_signed(aux_share)})"
+                text += f" (aux heads {signed(aux_share)})"
             return text
 
         cost = [delta("params", g.params_delta, sum(c.params_delta for c in in_aux)),
@@ -143,7 +143,7 @@ class Diff:
             for c in g.changes:
                 pa, pb = sum(s["params"] for s in c.a), sum(s["params"] for s in c.b)
                 pct = f" ({(pb - pa) / pa:+.1%})" if pa else ""
-                lines.append(f"      {c.location}: {c.summary}   params {_n(pa)} -> {_n(pb)}{pct}   MACs {_signed(c.macs_delta)}")
+                lines.append(f"      {c.location}: {c.summary}   params {number(pa)} -> {number(pb)}{pct}   MACs {signed(c.macs_delta)}")
         return lines
 
     def _totals_lines(self) -> list:
@@ -151,14 +151,14 @@ class Diff:
         an, bn = self.a.name, self.b.name
         rows = [("", an, bn, "change", "B/A")]
 
-        def add(label, row, fmt=_n):
+        def add(label, row, fmt=number):
             ratio = f"{row['ratio']:.3f}x" if row.get("ratio") is not None else ""
-            rows.append((label, fmt(row["a"]), fmt(row["b"]), _signed(row["delta"]), ratio))
+            rows.append((label, fmt(row["a"]), fmt(row["b"]), signed(row["delta"]), ratio))
 
         add("params (training)", t["params"])
         if len(t["params_by_part"]) > 1:
             for part, row in t["params_by_part"].items():
-                rows.append((f"  {part}", _n(row["a"]), _n(row["b"]), _signed(row["delta"]), ""))
+                rows.append((f"  {part}", number(row["a"]), number(row["b"]), signed(row["delta"]), ""))
         add("params (eval)", t["params_eval"])
         add("buffers", t["buffers"])
         add("MACs (eval)", t["macs"])
@@ -177,7 +177,7 @@ class Diff:
             x, y = m["a"], m["b"]
             rows.append((m["path"] + ("" if (y or x)["part"] == "main" else " [aux]"),
                          str(x["output_shape"]) if x else "--", str(y["output_shape"]) if y else "--",
-                         _n(x["params"]) if x else "--", _n(y["params"]) if y else "--", _signed(m["params_delta"])))
+                         number(x["params"]) if x else "--", number(y["params"]) if y else "--", signed(m["params_delta"])))
         w = [max(len(r[i]) for r in rows) for i in range(6)]
         out = ["Top-level modules that differ:"]
         for r in rows:
@@ -191,7 +191,7 @@ class Diff:
         if ta.params != ta.params_eval or tb.params != tb.params_eval:
             rows.append(("Parameters (training, aux heads included)", ta.params, tb.params, "parameters"))
         rows.append(("MACs (eval)", ta.macs, tb.macs, "MACs"))
-        return [f"{label}: {an} {_n(x)}, {bn} {_n(y)}; {bn}/{an} = {_ratio(y, x)}" for label, x, y, _ in rows]
+        return [f"{label}: {an} {number(x)}, {bn} {number(y)}; {bn}/{an} = {_ratio(y, x)}" for label, x, y, _ in rows]
 
     # --- markdown ---
     def markdown(self) -> str:
@@ -204,8 +204,8 @@ class Diff:
             for g in self.groups:
                 where = ", ".join(f"`{p}`" for p in g.compact_locations())
                 n = len(g.locations)
-                out.append(f"| {g.kind} | {_md(g.summary)} | {n} x {where} | {_signed(g.params_delta)} | {_signed(g.macs_delta)} |"
-                           if n > 1 else f"| {g.kind} | {_md(g.summary)} | {where} | {_signed(g.params_delta)} | {_signed(g.macs_delta)} |")
+                out.append(f"| {g.kind} | {_md(g.summary)} | {n} x {where} | {signed(g.params_delta)} | {signed(g.macs_delta)} |"
+                           if n > 1 else f"| {g.kind} | {_md(g.summary)} | {where} | {signed(g.params_delta)} | {signed(g.macs_delta)} |")
             out.append("")
         t = self.totals()
         out += [f"| total | `{a.name}` | `{b.name}` | change | B/A |", "|---|---:|---:|---:|---:|"]
@@ -213,7 +213,7 @@ class Diff:
                            ("MACs (eval)", "macs"), ("depth", "depth")):
             row = t[key]
             ratio = f"{row['ratio']:.3f}x" if row["ratio"] is not None else ""
-            out.append(f"| {label} | {_n(row['a'])} | {_n(row['b'])} | {_signed(row['delta'])} | {ratio} |")
+            out.append(f"| {label} | {number(row['a'])} | {number(row['b'])} | {signed(row['delta'])} | {ratio} |")
         out.append(f"| output | {t['output']['a']} | {t['output']['b']} | | |")
         out += ["", *(f"- {line}" for line in self._ratio_lines())]
         if self.code is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..expand import Apply, Func, Merge, Module
 from ..graph import Node
 from ..ops import OPS
-from .words import _POOLS, _fmt, _runs, call_text, short_op
+from ..words import POOLS, call_text, runs, short_op, value_text
 
 
 @dataclass
@@ -150,7 +150,7 @@ class _Side:
             return f"{m.type}({', '.join(core)})" if 0 < len(core) <= 3 else m.type
         if m.kind == "sequential":
             inner = [self.text(c) for c in self.units(m)]
-            return "Sequential(" + ", ".join(_runs(inner)) + ")" if len(inner) <= 4 else f"Sequential({len(inner)} modules)"
+            return "Sequential(" + ", ".join(runs(inner)) + ")" if len(inner) <= 4 else f"Sequential({len(inner)} modules)"
         return self._block_call(m)
 
     def _block_call(self, m: Module) -> str:
@@ -161,14 +161,14 @@ class _Side:
         for i, a in enumerate(block.args):  # the first argument positional, as specs write them
             value = m.args.get(a.name)
             if i == 0 and a.required:
-                args.append(_fmt(value))
+                args.append(value_text(value))
             elif a.required or value != a.default:
-                args.append(f"{a.name}={_fmt(value)}")
+                args.append(f"{a.name}={value_text(value)}")
         return f"{m.type}({', '.join(args)})"
 
 
 def _core(op: str) -> bool:
-    return OPS[op].weight_layer or op in _POOLS
+    return OPS[op].weight_layer or op in POOLS
 
 
 def _frozen(args: dict) -> tuple:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ops import pair
+
 
 class RuleError(Exception):
     """The rule cannot factorize this convolution; the caller adds where and which transform."""
@@ -31,10 +33,6 @@ class Piece:
     strided: bool  # carries the original stride
 
 
-def _pair(v) -> tuple:
-    return tuple(v) if isinstance(v, tuple) else (v, v)
-
-
 def stack3x3(k: int, padding) -> list:
     """k x k -> (k - 1) / 2 stacked 3 x 3 convolutions.
 
@@ -44,7 +42,7 @@ def stack3x3(k: int, padding) -> list:
     if k % 2 == 0:
         raise RuleError(f"cannot factorize a {k}x{k} convolution into 3x3 ones: "
                         "a stack of 3x3 convolutions covers only odd sizes (5, 7, 9, ...)")
-    ph, pw = _pair(padding)
+    ph, pw = pair(padding)
     if ph != pw:
         raise RuleError(f"stack3x3 needs the same padding on both axes, got {padding}")
     n = (k - 1) // 2
@@ -58,7 +56,7 @@ def asymmetric(n: int, padding) -> list:
     >>> [(p.kernel, p.padding, p.strided) for p in asymmetric(7, 3)]
     [((1, 7), (0, 3), False), ((7, 1), (3, 0), True)]
     """
-    ph, pw = _pair(padding)
+    ph, pw = pair(padding)
     return [Piece((1, n), (0, pw), False), Piece((n, 1), (ph, 0), True)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import Loc
+from ..text import dims
 from .sites import TransformError
 
 
@@ -40,8 +41,8 @@ class Rewrite:
         new = " -> ".join(self.after)
         return (f"{self.rule} {k}x{k} at {self.site} ({self.loc}): {self.before} => {new}; "
                 f"weights per channel pair {wb} -> {wa} ({_pct(wb, wa)}); in {where}: "
-                f"params {pb:,} -> {pa:,} ({_signed(pa - pb)}, {_pct(pb, pa)}), "
-                f"MACs (eval) {mb:,} -> {ma:,} ({_signed(ma - mb)}, {_pct(mb, ma)})")
+                f"params {pb:,} -> {pa:,} ({pa - pb:+,}, {_pct(pb, pa)}), "
+                f"MACs (eval) {mb:,} -> {ma:,} ({ma - mb:+,}, {_pct(mb, ma)})")
 
     def to_json(self) -> dict:
         return {
@@ -52,10 +53,6 @@ class Rewrite:
             "params": {"before": self.params[0], "after": self.params[1], "change": self.params[1] - self.params[0]},
             "macs": {"before": self.macs[0], "after": self.macs[1], "change": self.macs[1] - self.macs[0]},
         }
-
-
-def _signed(v: int) -> str:
-    return f"{v:+,}"
 
 
 def _pct(a: int, b: int) -> str:
@@ -98,9 +95,10 @@ def account(index: int, rule, change, before: Analysed, after: Analysed, what: s
         shape0, rf0 = before.output(m_old.path)
         shape1, rf1 = after.output(m_new.path)
         if shape0 != shape1:
-            errors.append(f"the output of {m_old.path} changes from {_dims(shape0)} to {_dims(shape1)}")
+            was, now = (dims(s, " x ", "nothing") for s in (shape0, shape1))
+            errors.append(f"the output of {m_old.path} changes from {was} to {now}")
         elif rf0 != rf1:
-            errors.append(f"the receptive field of {m_old.path} changes from {_dims(rf0, 'x')} to {_dims(rf1, 'x')}")
+            errors.append(f"the receptive field of {m_old.path} changes from {dims(rf0)} to {dims(rf1)}")
     if len(old) != len(last):  # an internal inconsistency, not the user's: say it plainly anyway
         errors.append(f"{len(old)} modules before the rewrite but {len(last)} after")
     if errors:
@@ -113,6 +111,3 @@ def account(index: int, rule, change, before: Analysed, after: Analysed, what: s
                    tuple(m.path for m in old), site.kernel, (site.kernel ** 2, rule.weights(site.kernel)),
                    (p0, p1), (m0, m1))
 
-
-def _dims(shape, sep: str = " x ") -> str:
-    return sep.join(str(d) for d in shape) if shape is not None else "nothing"

@@ -1,45 +1,32 @@
-"""diff, words: values and ops as a person writes them (``maxpool2d(3, stride=2, ceil_mode=true)``,
-``conv2d 5x5/2``), shared by the walk, the changes and the report."""
+"""Values and ops as a person writes them in a spec (``maxpool2d(3, stride=2, ceil_mode=true)``,
+``conv2d 5x5/2``), for diff's changes and draw's boxes."""
 from __future__ import annotations
 
-from ..ops import OPS, REQUIRED
-from ..report import batched  # noqa: F401 - shared with the differ
+from .ops import OPS, REQUIRED
 
 # How attributes are named in a change, and which ones change together.
-_ATTR_NAMES = {"kernel_size": "kernel", "out_channels": "channels", "out_features": "features",
-               "output_size": "output size", "p": "rate"}
-_GEOMETRY = ("kernel_size", "padding", "dilation")
+ATTR_NAMES = {"kernel_size": "kernel", "out_channels": "channels", "out_features": "features",
+              "output_size": "output size", "p": "rate"}
+GEOMETRY = ("kernel_size", "padding", "dilation")
 _SQUARE = ("kernel_size", "output_size")  # shown as HxW even when square
-_CHANNELS = ("out_channels", "out_features")
-_POOLS = {"maxpool2d": "max", "avgpool2d": "avg", "adaptive_maxpool2d": "adaptive max",
-          "adaptive_avgpool2d": "adaptive avg"}
-_KINDS = ("changed", "replaced", "removed", "added", "renamed")
+CHANNELS = ("out_channels", "out_features")
+POOLS = {"maxpool2d": "max", "avgpool2d": "avg", "adaptive_maxpool2d": "adaptive max",
+         "adaptive_avgpool2d": "adaptive avg"}
 
 
-def _fmt(value, name: str = "") -> str:
+def value_text(value, name: str = "") -> str:
+    """A value as a spec writes it: true, none, 3x3 (a square attribute), (1, 2)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "none"
     if isinstance(value, tuple):
-        if len(value) == 2 and name in _SQUARE + _GEOMETRY + ("stride",):
+        if len(value) == 2 and name in _SQUARE + GEOMETRY + ("stride",):
             return f"{value[0]}x{value[1]}"
-        return "(" + ", ".join(_fmt(v) for v in value) + ")"
+        return "(" + ", ".join(value_text(v) for v in value) + ")"
     if isinstance(value, int) and name in _SQUARE:
         return f"{value}x{value}"
     return repr(value) if isinstance(value, float) else str(value)
-
-
-def _shape_text(shape) -> str:
-    return str(batched(shape)) if shape is not None else "--"
-
-
-def _n(v: int) -> str:
-    return f"{v:,}"
-
-
-def _signed(v: int) -> str:
-    return f"{v:+,}" if v else "0"
 
 
 def call_text(op: str, attrs: dict, drop=()) -> str:
@@ -53,28 +40,28 @@ def call_text(op: str, attrs: dict, drop=()) -> str:
             continue
         value = attrs[a.name]
         if a.default is REQUIRED and positional:
-            args.append(_fmt(value))
+            args.append(value_text(value))
             continue
         positional = False
         if a.default is REQUIRED or value != a.default:
-            args.append(f"{a.name}={_fmt(value)}")
+            args.append(f"{a.name}={value_text(value)}")
     return f"{op}({', '.join(args)})" if args else op
 
 
 def short_op(op: str, attrs: dict) -> str:
     """A channel-free description used to group the same change at several places: ``conv2d 5x5/2``."""
     if op in ("conv2d", "maxpool2d", "avgpool2d"):
-        k = _fmt(attrs["kernel_size"], "kernel_size")
+        k = value_text(attrs["kernel_size"], "kernel_size")
         stride = attrs.get("stride")
-        text = f"{op} {k}" + (f"/{_fmt(stride)}" if stride not in (None, 1, attrs["kernel_size"]) else "")
-        extra = [f"{n}={_fmt(attrs[n])}" for n in ("dilation", "groups") if attrs.get(n, 1) != 1]
+        text = f"{op} {k}" + (f"/{value_text(stride)}" if stride not in (None, 1, attrs["kernel_size"]) else "")
+        extra = [f"{n}={value_text(attrs[n])}" for n in ("dilation", "groups") if attrs.get(n, 1) != 1]
         return text + (f" ({', '.join(extra)})" if extra else "")
     if op.startswith("adaptive"):
-        return f"{op} {_fmt(attrs['output_size'], 'output_size')}"
-    return call_text(op, attrs, drop=_CHANNELS)
+        return f"{op} {value_text(attrs['output_size'], 'output_size')}"
+    return call_text(op, attrs, drop=CHANNELS)
 
 
-def _runs(texts: list) -> list:
+def runs(texts: list) -> list:
     """['a', 'a', 'b'] -> ['2 x a', 'b']."""
     out = []
     for t in texts:
