@@ -49,7 +49,7 @@ def build(path: str, deploy: bool = False) -> str:
 
 def diff(a: str, b: str, code: bool = False):
     """Compare two specs after analysis."""
-    from .diff import diff_specs
+    from .pipeline import diff_specs
 
     return diff_specs(a, b, code)
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 
-from .errors import ArchspecError, UsageError, flatten
+from .errors import ArchspecError, GenerateError, Loc, UsageError, flatten
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -119,9 +120,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _specs(args) -> list:
-    from .pipeline import resolve_specs
+def resolve_specs(args: list) -> list:
+    """Spec arguments as files. A name that is not a file here may name a stock spec
+    (``googlenet``, ``inception_v3.yaml`` or ``specs/resnet50.yaml`` work from any directory);
+    no argument means every spec under ./specs, else every stock spec."""
+    from .pipeline import spec_files
+    from .resources import stock_dir
 
+    if not args:
+        return spec_files("specs") if os.path.isdir("specs") else spec_files(stock_dir())
+    out = []
+    for arg in args:
+        if not os.path.exists(arg):
+            base = os.path.basename(arg)
+            stock = os.path.join(stock_dir(), base if base.endswith((".yaml", ".yml")) else base + ".yaml")
+            if os.path.isfile(stock) and os.sep not in os.path.relpath(stock, stock_dir()):
+                out.append(stock)
+                continue
+        out.append(arg)
+    return out
+
+
+def _specs(args) -> list:
     files = resolve_specs(list(args.specs))
     if not files:
         raise UsageError("no spec files given and none found under specs/")
@@ -151,26 +171,144 @@ def cmd_check(args) -> int:
     return EXIT_SPEC if failures else EXIT_OK
 
 
-def cmd_build(args) -> int:
-    from .build import run_build
+# --- build -------------------------------------------------------------------------------------
 
-    return run_build(args, _specs(args), _report_error)
+class _Out:
+    """Per-file results: text lines as they happen, or one JSON list at the end (--format json)."""
+
+    def __init__(self, args):
+        self.json = getattr(args, "format", "text") == "json"
+        self.records: list = []
+
+    def file(self, path: str, state: str, text: str, stream=None) -> None:
+        if self.json:
+            self.records.append({"file": path, "status": state})
+        else:
+            print(f"{path}: {text}", file=stream or sys.stdout)
+
+    def note(self, text: str, stream=None) -> None:
+        if not self.json:
+            print(text, file=stream or sys.stdout)
+
+    def close(self, code: int) -> int:
+        if self.json:
+            print(json.dumps({"files": self.records, "ok": code == EXIT_OK}, indent=2))
+        return code
+
+
+_STALE_TEXT = {"missing": "missing", "stale": "stale (the spec or archspec changed; run archspec build)",
+               "edited": "edited by hand (archspec build --force replaces it)"}
+
+
+def cmd_build(args) -> int:
+    """Generate every spec in memory; write nothing if one fails, and no file edited by hand."""
+    from .build import plan, status
+
+    out = _Out(args)
+    results, errors = plan(_specs(args), args.input, args.num_classes, getattr(args, "deploy", False))
+    for exc in errors:
+        _report_error(exc, args)
+    if errors:
+        out.note(f"archspec: {len(errors)} spec(s) failed; nothing was written", sys.stderr)
+        return out.close(EXIT_SPEC)
+    out_dir = args.output
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        _report_error(GenerateError(f"output path {out_dir} exists and is not a directory"), args)
+        return out.close(EXIT_SPEC)
+    states = [(c, os.path.join(out_dir, name), text, status(os.path.join(out_dir, name), text))
+              for c, name, text in results]
+    if args.check_only:
+        return out.close(_check_files(states, out))
+    code = _write_files(states, args, out)
+    if code == EXIT_OK and getattr(args, "verify", False):
+        code = _verify_files(states, args, out)
+    return out.close(code)
+
+
+def _check_files(states: list, out: _Out) -> int:
+    """``build --check``: report every file that is not current."""
+    bad = [(path, st) for _, path, _, st in states if st != "current"]
+    for _, path, _, st in states:
+        if st != "current":
+            out.file(path, st, _STALE_TEXT[st], sys.stderr)
+        elif out.json:
+            out.file(path, st, "")
+    if not bad:
+        out.note(f"{len(states)} generated file(s) up to date")
+    return EXIT_SPEC if bad else EXIT_OK
+
+
+def _write_files(states: list, args, out: _Out) -> int:
+    from .files import write_atomic
+
+    edited = [path for _, path, _, st in states if st == "edited"]
+    if edited and not args.force:
+        for path in edited:
+            _report_error(GenerateError(f"{path} was edited by hand; not overwritten (use --force to replace it)",
+                                        Loc(path)), args)
+        return EXIT_SPEC
+    for compiled, path, text, st in states:
+        if st != "current":
+            write_atomic(path, text)
+        state = "unchanged" if st == "current" else "written"
+        out.file(path, state, f"{state} ({compiled.analysis.totals.params:,} params)")
+    return EXIT_OK
+
+
+def _verify_files(states: list, args, out: _Out) -> int:
+    from .verify import verify_file
+
+    failed = 0
+    for compiled, path, _, _ in states:
+        try:
+            verify_file(compiled, path)
+            out.file(path, "verified", "verified (params, every module's output shape and MACs match the analysis)")
+        except ArchspecError as exc:
+            failed += 1
+            out.file(path, "differs", "differs from the analysis", sys.stderr)
+            for e in flatten(exc):
+                _report_error(e, args)
+    return EXIT_SPEC if failed else EXIT_OK
+
+
+# --- diff, draw, schema ------------------------------------------------------------------------
+
+DIFF_SAME, DIFF_DIFFERENT, DIFF_TROUBLE = 0, 1, 2  # as diff(1)
 
 
 def cmd_diff(args) -> int:
-    from .diff import EXIT_TROUBLE, run_diff
+    """``archspec diff A B``: 0 identical, 1 different, 2 trouble."""
+    from .pipeline import diff_specs
 
     try:
-        return run_diff(args)
-    except ArchspecError as exc:  # like diff(1): 0 same, 1 different, 2 trouble
+        a, b = resolve_specs([args.a, args.b])  # a name may be a stock spec's
+        d = diff_specs(a, b, code=getattr(args, "code", False))
+    except ArchspecError as exc:
         _report_error(exc, args)
-        return EXIT_TROUBLE
+        return DIFF_TROUBLE
+    if args.format == "json":
+        print(json.dumps(d.to_json(), indent=2))
+    elif args.format == "markdown":
+        print(d.markdown(), end="")
+    else:
+        print(d.text(), end="")
+    return DIFF_SAME if d.identical else DIFF_DIFFERENT
 
 
 def cmd_draw(args) -> int:
-    from .draw import run_draw
+    """``archspec draw SPEC -o FILE [--depth N|auto] [--fuse]``."""
+    from .draw import FORMATS, render
+    from .files import write_atomic
+    from .pipeline import compile_spec
 
-    return run_draw(args)
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext not in FORMATS:
+        raise UsageError(f"cannot tell the format of '{args.output}': use a .dot, .svg or .mmd file name")
+    (spec,) = resolve_specs([args.spec])  # a name may be a stock spec's
+    compiled = compile_spec(spec)
+    text = render(compiled, FORMATS[ext], args.depth, getattr(args, "fuse", False))
+    write_atomic(args.output, text)
+    return EXIT_OK
 
 
 def cmd_schema(args) -> int:

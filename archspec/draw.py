@@ -7,12 +7,11 @@ blocks above it become boxes around their contents (Graphviz clusters, Mermaid s
 the split and the merge. Aux heads are dashed and orange, and drawn with dashed edges. A legend
 gives the totals. ``depth 0`` draws every primitive op.
 
-Only text is produced here; ``run_draw`` writes the file (SVG needs Graphviz's ``dot``).
+Only text is produced here; the command line writes the file (SVG needs Graphviz's ``dot``).
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -502,18 +501,3 @@ def render(compiled, fmt: str, depth: int | str = 1, fuse: bool = False) -> str:
         return to_mermaid(v)
     dot_text = to_dot(v)
     return to_svg(dot_text, f"depth={depth} fuse={int(fuse)}") if fmt == "svg" else dot_text
-
-
-def run_draw(args) -> int:
-    """``archspec draw SPEC -o FILE [--depth N|auto] [--fuse]``."""
-    from .build import write_atomic
-    from .pipeline import compile_spec, resolve_specs
-
-    ext = os.path.splitext(args.output)[1].lower()
-    if ext not in FORMATS:
-        raise UsageError(f"cannot tell the format of '{args.output}': use a .dot, .svg or .mmd file name")
-    (spec,) = resolve_specs([args.spec])  # a name may be a stock spec's
-    compiled = compile_spec(spec)
-    text = render(compiled, FORMATS[ext], args.depth, getattr(args, "fuse", False))
-    write_atomic(args.output, text)
-    return 0

@@ -70,6 +70,9 @@ class Span:
     input: Node
     output: Node | None = None
 
+    def __repr__(self) -> str:  # the module would print its whole subtree
+        return f"Span({self.module.path!r}: {self.input.name} -> {self.output.name if self.output else None})"
+
 
 class Graph:
     """The lowered network: nodes in insertion order; ``nx`` gives the networkx view of it.

@@ -1,25 +1,42 @@
-"""The stages composed: ``compile_spec(path)`` runs load -> validate -> expand -> transform -> lower
--> lint -> analyse and checks ``expect:``. The CLI and the public API both call this; nothing
-else reaches across stages.
+"""The stages composed, as one table: ``compile_spec(path)`` runs ``STAGES`` (load -> validate ->
+expand -> lower -> lint -> analyse), then the spec's transforms, each of which sends the rewritten
+spec through the analysis stages again, and checks ``expect:``. The CLI and the public API call
+this; nothing else reaches across stages.
+
+Every stage is a plain function from data to data in a module named after it. ``run`` calls each
+with the values its parameters name (the spec file, the options, what an earlier stage made) and
+stores its result under the stage's name, as sqlglot's optimizer runs its ``RULES``.
 """
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
-
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .analyse import Analysis
-from .errors import ExpectError, Loc, raise_all
-from .expand import Expanded
+from .analyse import Analysis, analyse
+from .errors import ArchspecError, ErrorList, ExpectError, Loc, flatten, raise_all
+from .expand import Expanded, expand
 from .graph import Graph
+from .lint import lint
 from .load import LDict, load
+from .lower import lower
 from .validate import Resolved, validate
 
 if TYPE_CHECKING:
+    from .diff import Diff
     from .transforms import Rewrite
+
+#         stores under   stage: reads
+STAGES = (("data", load),  # file, root -> YAML data with a source map
+          ("resolved", validate),  # data, file -> a validated spec
+          ("expanded", expand),  # resolved, input_shape, num_classes -> the module tree
+          ("graph", lower),  # expanded -> the graph of nodes
+          ("graph", lint),  # graph -> the same graph, checked
+          ("analysis", analyse))  # graph -> node meta, totals and per-module figures
+ANALYSIS = STAGES[2:]  # what a rewritten spec goes through again
 
 
 @dataclass
@@ -31,11 +48,25 @@ class Compiled:
     expanded: Expanded  # the module tree
     graph: Graph  # lowered, linted and analysed: every node's meta is filled
     analysis: Analysis  # totals and per-module figures
-    rewrites: list[Rewrite]  # what each transform changed
+    rewrites: list[Rewrite] = field(default_factory=list)  # what each transform changed
 
     @property
     def name(self) -> str:
         return self.resolved.name
+
+
+def run(stages: tuple, **values) -> dict:
+    """Run ``stages`` in order on ``values`` (a dict of what is known); returns it, completed."""
+    for name, stage in stages:
+        wanted = inspect.signature(stage).parameters
+        values[name] = stage(**{k: values[k] for k in wanted if k in values})
+    return values
+
+
+def analysed(resolved: Resolved, input_shape=None, num_classes: int | None = None) -> Compiled:
+    """A validated spec through the analysis stages (expand -> analyse); its transforms not applied."""
+    values = run(ANALYSIS, resolved=resolved, input_shape=input_shape, num_classes=num_classes)
+    return Compiled(resolved.file, resolved, values["expanded"], values["graph"], values["analysis"])
 
 
 def compile_spec(file: str, input_shape=None, num_classes: int | None = None, check_expect: bool = True,
@@ -46,22 +77,13 @@ def compile_spec(file: str, input_shape=None, num_classes: int | None = None, ch
     >>> c.analysis.totals.params
     13004888
     """
-    from .analyse import analyse
-    from .expand import expand
-    from .lint import lint
-    from .lower import lower
-
     with _gc_paused():
-        resolved = validate(load(file, root), file)
-        rewrites = []
-        if resolved.spec is not None and resolved.spec.transforms:  # imported only when needed
+        values = run(STAGES, file=file, root=root, input_shape=input_shape, num_classes=num_classes)
+        compiled = Compiled(file, values["resolved"], values["expanded"], values["graph"], values["analysis"])
+        if compiled.resolved.spec.transforms:  # imported only when needed
             from .transforms import apply_transforms
 
-            resolved, rewrites = apply_transforms(resolved, input_shape, num_classes)
-        expanded = expand(resolved, input_shape, num_classes)
-        graph = lint(lower(expanded))
-        analysis = analyse(graph)
-    compiled = Compiled(file, resolved, expanded, graph, analysis, rewrites)
+            compiled = apply_transforms(compiled, lambda resolved: analysed(resolved, input_shape, num_classes))
     overridden = input_shape is not None or num_classes is not None
     if check_expect and not overridden:
         check_expectations(compiled)
@@ -116,26 +138,28 @@ def spec_files(directory: str = "specs") -> list:
     return sorted(out)
 
 
-def stock_dir() -> str:
-    """The stock specs (package data, archspec/resources.py)."""
-    from .resources import data_dir
+def diff_specs(a: str, b: str, code: bool = False) -> Diff:
+    """Compile two spec files and compare them; raises ArchspecError on a spec error of either.
 
-    return data_dir("specs", "googlenet.yaml") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
+    ``code`` adds a unified diff of the two generated modules.
 
+    >>> d = diff_specs("specs/googlenet_paper.yaml", "specs/googlenet.yaml")   # doctest: +SKIP
+    >>> d.identical, d.totals()["params"]["delta"]                               # doctest: +SKIP
+    (False, -373392)
+    """
+    from .diff import code_diff, diff_compiled
 
-def resolve_specs(args: list) -> list:
-    """Spec arguments as files. A name that is not a file here may name a stock spec
-    (``googlenet``, ``inception_v3.yaml`` or ``specs/resnet50.yaml`` work from any directory);
-    no argument means every spec under ./specs, else every stock spec."""
-    if not args:
-        return spec_files("specs") if os.path.isdir("specs") else spec_files(stock_dir())
-    out = []
-    for arg in args:
-        if not os.path.exists(arg):
-            base = os.path.basename(arg)
-            stock = os.path.join(stock_dir(), base if base.endswith((".yaml", ".yml")) else base + ".yaml")
-            if os.path.isfile(stock) and os.sep not in os.path.relpath(stock, stock_dir()):
-                out.append(stock)
-                continue
-        out.append(arg)
-    return out
+    compiled, errors = [], []
+    for path in (a, b):
+        try:
+            compiled.append(compile_spec(path))
+        except ArchspecError as exc:
+            errors.extend(flatten(exc))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ErrorList(errors)
+    result = diff_compiled(*compiled)
+    if code:
+        from .generate import generate
+
+        result.code = code_diff(*((generate(c), c.name) for c in compiled))
+    return result

@@ -17,3 +17,8 @@ def data_dir(name: str, probe: str) -> str | None:
         if os.path.isfile(os.path.join(candidate, probe)):
             return candidate
     return None
+
+
+def stock_dir() -> str:
+    """The stock specs."""
+    return data_dir("specs", "googlenet.yaml") or os.path.join(_HERE, "specs")

@@ -13,7 +13,8 @@ import os
 import pytest
 
 from archspec.cli import main
-from archspec.diff import compact, diff_specs
+from archspec.diff import compact
+from archspec.pipeline import diff_specs
 
 from conftest import ROOT, run_cli
 

@@ -26,70 +26,24 @@ This module holds the entry points.
 from __future__ import annotations
 
 import difflib
-import json
 
+from ..emit import split_header
 from .changes import Change, Group  # noqa: F401 - re-exported
 from .differ import _Differ
 from .locations import compact  # noqa: F401 - re-exported
 from .render import Diff
 from .walk import Unit  # noqa: F401 - re-exported
 
-EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
-
 
 def diff_compiled(a, b) -> Diff:
-    """Compare two compiled specs (``archspec.pipeline.compile_spec`` results)."""
+    """Compare two compiled specs (``archspec.pipeline.compile_spec`` results); see
+    ``archspec.pipeline.diff_specs`` for two spec files."""
     return Diff(a, b, _Differ(a, b).run())
 
 
-def diff_specs(a: str, b: str, code: bool = False) -> Diff:
-    """Compile two spec files and compare them; raises ArchspecError on a spec error.
-
-    >>> d = diff_specs("specs/googlenet_paper.yaml", "specs/googlenet.yaml")   # doctest: +SKIP
-    >>> d.identical, d.totals()["params"]["delta"]                               # doctest: +SKIP
-    (False, -373392)
-    """
-    from ..errors import ErrorList, flatten
-    from ..pipeline import compile_spec
-
-    compiled, errors = [], []
-    for path in (a, b):
-        try:
-            compiled.append(compile_spec(path))
-        except Exception as exc:  # noqa: BLE001 - only spec errors are collected
-            from ..errors import ArchspecError
-
-            if not isinstance(exc, ArchspecError):
-                raise
-            errors.extend(flatten(exc))
-    if errors:
-        raise errors[0] if len(errors) == 1 else ErrorList(errors)
-    result = diff_compiled(*compiled)
-    if code:
-        result.code = code_diff(*compiled)
-    return result
-
-
-def code_diff(a, b) -> str:
-    """Unified diff of the two generated modules (text only; nothing is written)."""
-    from ..emit import split_header
-    from ..generate import generate
-
-    left = split_header(generate(a))[1].splitlines(keepends=True)
-    right = split_header(generate(b))[1].splitlines(keepends=True)
-    return "".join(difflib.unified_diff(left, right, f"a/{a.name}.py", f"b/{b.name}.py"))
-
-
-def run_diff(args) -> int:
-    """``archspec diff A B``: 0 identical, 1 different, 2 trouble (ArchspecError is raised to the CLI)."""
-    from ..pipeline import resolve_specs
-
-    a, b = resolve_specs([args.a, args.b])  # a name may be a stock spec's
-    d = diff_specs(a, b, code=getattr(args, "code", False))
-    if args.format == "json":
-        print(json.dumps(d.to_json(), indent=2))
-    elif args.format == "markdown":
-        print(d.markdown(), end="")
-    else:
-        print(d.text(), end="")
-    return EXIT_SAME if d.identical else EXIT_DIFFERENT
+def code_diff(a: tuple, b: tuple) -> str:
+    """Unified diff of two generated modules, each given as (text, name), headers left out."""
+    (text_a, name_a), (text_b, name_b) = a, b
+    left = split_header(text_a)[1].splitlines(keepends=True)
+    right = split_header(text_b)[1].splitlines(keepends=True)
+    return "".join(difflib.unified_diff(left, right, f"a/{name_a}.py", f"b/{name_b}.py"))

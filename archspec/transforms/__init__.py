@@ -2,8 +2,9 @@
 
 A rewrite changes block definitions and layer items, so the expanded tree, the analysis and
 the generated code all show it. Two factorization rules exist (factorize.py); each transform
-runs as: analyse -> rewrite the items (rewrite.py) -> analyse again -> compare every rewritten
-instance's output shape and receptive field, and total what changed (record.py).
+runs on the analysed spec as: rewrite the items (rewrite.py) -> analyse the rewritten spec (the
+pipeline's analysis stages, passed in) -> compare every rewritten instance's output shape and
+receptive field, and total what changed (record.py).
 
 >>> from archspec.pipeline import compile_spec
 >>> c = compile_spec("specs/googlenet_factorized.yaml")        # doctest: +SKIP
@@ -14,6 +15,8 @@ See docs/transforms.md for the spec syntax and the naming rule.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import ArchspecError, Loc, flatten, raise_all
 from ..load import LDict, LList
 from .factorize import RULES
@@ -22,16 +25,6 @@ from .rewrite import Rewriter
 from .sites import TransformError
 
 __all__ = ["apply_transforms", "Rewrite", "TransformError", "RULES"]
-
-
-def _analyse(resolved, input_shape, num_classes) -> Analysed:
-    from ..analyse import analyse
-    from ..expand import expand
-    from ..lint import lint
-    from ..lower import lower
-
-    expanded = expand(resolved, input_shape, num_classes)
-    return Analysed(expanded, analyse(lint(lower(expanded))))
 
 
 def _where(resolved, index: int):
@@ -50,18 +43,18 @@ def _where(resolved, index: int):
     return where
 
 
-def apply_transforms(resolved, input_shape=None, num_classes: int | None = None):
-    """Apply the spec's transforms in order; returns the rewritten spec and a list of Rewrite records.
+def apply_transforms(compiled, analysed):
+    """Apply a compiled spec's transforms in order; returns the last one's compiled spec, with a
+    ``Rewrite`` record per change in ``rewrites``.
 
-    The caller's spec is not changed. Raises TransformError (or an ErrorList of them) when a
-    transform cannot apply or would change an output shape or receptive field.
+    ``analysed(resolved)`` compiles a rewritten spec (``archspec.pipeline.analysed``). The caller's
+    spec is not changed. Raises TransformError (or an ErrorList of them) when a transform cannot
+    apply or would change an output shape or receptive field.
     """
-    transforms = resolved.spec.transforms if resolved.spec is not None else []
-    if not transforms:
-        return resolved, []
+    resolved = compiled.resolved
     records: list = []
-    before = _analyse(resolved, input_shape, num_classes)
-    for index, t in enumerate(transforms):
+    before = Analysed(compiled.expanded, compiled.analysis)
+    for index, t in enumerate(resolved.spec.transforms):
         what = f"factorize {t.factorize} (transforms[{index}])"
         where = _where(resolved, index)
         rule = RULES[t.factorize]
@@ -73,9 +66,10 @@ def apply_transforms(resolved, input_shape=None, num_classes: int | None = None)
             only = f" with a {t.kernel}x{t.kernel} kernel" if t.kernel is not None else ""
             raise TransformError(f"{what}: no convolution{only} to rewrite", where())
         try:
-            after = _analyse(rewritten, input_shape, num_classes)
+            compiled = analysed(rewritten)
         except ArchspecError as exc:
             raise_all([TransformError(f"{what}: the rewritten network fails: {e.message}", e.loc, e.node) for e in flatten(exc)])
+        after = Analysed(compiled.expanded, compiled.analysis)
         errors = []
         for change in rewriter.changes:
             try:
@@ -84,4 +78,4 @@ def apply_transforms(resolved, input_shape=None, num_classes: int | None = None)
                 errors.append(exc)
         raise_all(errors)
         resolved, before = rewritten, after
-    return resolved, records
+    return replace(compiled, rewrites=records)
