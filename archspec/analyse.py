@@ -97,58 +97,65 @@ def analyse(graph: Graph) -> Analysis:
     own: dict = {}  # module path -> [params, buffers, macs] of its own nodes
     depth: dict = {}  # node -> layers with weights on the longest path from the input to it
     for node in order:
-        meta = node.meta
         op = OPS[node.op]
-        ins = [i.meta.get("shape") for i in node.inputs]
-        if any(s is None for s in ins):  # an upstream error was already reported
-            meta["shape"] = None
+        if not _measure(node, op, errors):
             continue
-        try:
-            shape = tuple(op.shape(ins, node.attrs))
-        except OpShapeError as exc:
-            if op.merge:
-                errors.append(_merge_error(node, ins))
-            else:
-                where = node.path if node.is_module else f"{node.path or 'the model'} ({node.op})"
-                errors.append(ShapeError(f"{where}: {exc}", node.loc, node.name))
-            meta["shape"] = None
-            continue
-        meta["shape"] = shape
-        first = ins[0] if ins else None
-        tensors = op.tensors(first, node.attrs) if first is not None else ()
-        meta["tensors"] = tensors
-        params = buffers = 0
-        for _, tshape, is_buffer in tensors:
-            if is_buffer:
-                buffers += math.prod(tshape)
-            else:
-                params += math.prod(tshape)
-        macs = op.macs(first, shape, node.attrs) if first is not None else 0
-        meta["params"], meta["buffers"], meta["macs"] = params, buffers, macs
-        sums = parts[node.part]
-        sums[0] += params
-        sums[1] += buffers
-        sums[2] += macs
-        sums = own.get(node.path)
-        if sums is None:
-            own[node.path] = [params, buffers, macs]
-        else:
-            sums[0] += params
-            sums[1] += buffers
-            sums[2] += macs
+        meta = node.meta
+        sums = (parts[node.part], own.setdefault(node.path, [0, 0, 0]))
+        for total in sums:
+            total[0] += meta["params"]
+            total[1] += meta["buffers"]
+            total[2] += meta["macs"]
         # Node-weighted longest path: aux-head nodes weigh nothing, so the maximum over the whole
         # graph is the main network's (nothing in the main network reads an aux head).
         depth[node] = (1 if op.weight_layer and node.part == "main" else 0) + max(
             (depth[i] for i in node.inputs), default=0)
-        if node.op == "input":
-            meta["rf"] = (1, 1, 1, 1)
-        elif op.merge:
-            rfs = [i.meta["rf"] for i in node.inputs]
-            meta["rf"] = tuple(max(r[k] for r in rfs) for k in range(4))
-        else:
-            meta["rf"] = _receptive(op, node.attrs, node.inputs[0].meta["rf"], first, shape, input_hw)
+        meta["rf"] = _node_receptive(node, op, input_hw)
     raise_all(errors)
     return Analysis(graph, _totals(parts, max(depth.values(), default=0)), _modules(graph, own))
+
+
+def _measure(node: Node, op, errors: list) -> bool:
+    """Fill node.meta: shape, tensors, params, buffers, MACs. False (shape None) when its inputs or
+    its own shape rule fail; the rule's error goes to ``errors``."""
+    meta = node.meta
+    ins = [i.meta.get("shape") for i in node.inputs]
+    meta["shape"] = None
+    if any(s is None for s in ins):  # an upstream error was already reported
+        return False
+    try:
+        shape = tuple(op.shape(ins, node.attrs))
+    except OpShapeError as exc:
+        if op.merge:
+            errors.append(_merge_error(node, ins))
+        else:
+            where = node.path if node.is_module else f"{node.path or 'the model'} ({node.op})"
+            errors.append(ShapeError(f"{where}: {exc}", node.loc, node.name))
+        return False
+    meta["shape"] = shape
+    first = ins[0] if ins else None
+    tensors = op.tensors(first, node.attrs) if first is not None else ()
+    meta["tensors"] = tensors
+    params = buffers = 0
+    for _, tshape, is_buffer in tensors:
+        if is_buffer:
+            buffers += math.prod(tshape)
+        else:
+            params += math.prod(tshape)
+    meta["params"], meta["buffers"] = params, buffers
+    meta["macs"] = op.macs(first, shape, node.attrs) if first is not None else 0
+    return True
+
+
+def _node_receptive(node: Node, op, input_hw: tuple) -> tuple:
+    """The node's receptive field and jumps, from its inputs'."""
+    if node.op == "input":
+        return (1, 1, 1, 1)
+    if op.merge:
+        rfs = [i.meta["rf"] for i in node.inputs]
+        return tuple(max(r[k] for r in rfs) for k in range(4))
+    first = node.inputs[0].meta
+    return _receptive(op, node.attrs, first["rf"], first["shape"], node.meta["shape"], input_hw)
 
 
 def _totals(parts: dict, depth: int) -> Totals:

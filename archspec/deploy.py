@@ -329,26 +329,58 @@ class _Names:
         return name
 
 
-def _forward(dep: _Deploy, stmts: list) -> list:
+class _Forward:
     """The lines of forward: names chosen, dead values' names reused, in-place ops where safe."""
-    g = dep.g
-    output = dep.alias[g.output]
-    last: dict = {dep.input: -1}
-    for i, st in enumerate(stmts):
-        for v in st.inputs:
-            last[v] = i
-    last[output] = len(stmts)
-    top_outputs = {dep.alias[s.output] for p, s in g.modules.items()
-                   if p and "." not in p and s.module.part == "main" and s.output in dep.alias}
-    readers: dict = {}
-    for st in stmts:
-        for v in st.inputs:
-            readers.setdefault(v, []).append(st)
-    base: dict = {dep.input: dep.input}  # value -> the tensor whose memory it shares (flatten returns a view)
 
-    def preferred(st: Stmt, k: int, in_names: list, dying: set) -> str:
+    def __init__(self, dep: _Deploy, stmts: list):
+        self.dep, self.stmts = dep, stmts
+        g = dep.g
+        self.output = dep.alias[g.output]
+        self.last: dict = {dep.input: -1}  # value -> the last statement that reads it
+        for i, st in enumerate(stmts):
+            for v in st.inputs:
+                self.last[v] = i
+        self.last[self.output] = len(stmts)
+        self.top_outputs = {dep.alias[s.output] for p, s in g.modules.items()
+                            if p and "." not in p and s.module.part == "main" and s.output in dep.alias}
+        self.readers: dict = {}
+        for st in stmts:
+            for v in st.inputs:
+                self.readers.setdefault(v, []).append(st)
+        self.base: dict = {dep.input: dep.input}  # value -> the tensor whose memory it shares (flatten returns a view)
+        self.names = _Names()
+        self.value_name = {dep.input: self.names.take("x", dep.input)}
+
+    def lines(self) -> list:
+        lines = []
+        for i, st in enumerate(self.stmts):
+            ins = [self.value_name[v] for v in st.inputs]
+            dying = {v for v in st.inputs if self.last[v] == i}
+            in_place = st.kind == "relu" and self.may_overwrite(st.inputs[0], i, dying)
+            for v in dying:
+                self.names.live.pop(self.value_name[v], None)
+            outs = []
+            for k, v in enumerate(st.outputs):
+                outs.append(self.names.take(self.preferred(st, k, ins, dying), v))
+                self.value_name[v] = outs[-1]
+                self.base[v] = self.base.get(st.inputs[0], st.inputs[0]) if st.kind == "flatten" else v
+            for v in dying:
+                del self.value_name[v]
+            lines.extend(_statement(st, ins, outs, in_place))
+        lines.append(f"return {self.value_name[self.output]}")
+        return lines
+
+    def may_overwrite(self, v, i: int, dying: set) -> bool:
+        """Whether statement ``i`` may write over value ``v``: no later statement reads it, it is not
+        the input, and no value still needed shares its memory."""
+        base = self.base
+        return v in dying and base.get(v, v) is not self.dep.input and not any(
+            base.get(w, w) is base.get(v, v) for w in self.value_name if w is not v and self.last.get(w, -1) > i)
+
+    def preferred(self, st: Stmt, k: int, in_names: list, dying: set) -> str:
+        """The name the k-th output of a statement would like, as torchvision names its locals."""
         v = st.outputs[k]
-        if v in top_outputs or v == output:
+        if v in self.top_outputs or v is self.output:
             return "x"
         if st.kind == "add":  # a residual sum: x stays x, anything else is torchvision's `out`
             return "x" if in_names[0] == "x" and st.inputs[0] in dying else "out"
@@ -359,7 +391,7 @@ def _forward(dep: _Deploy, stmts: list) -> list:
             flat = _source(st.layer, k).rsplit(".", 1)[-1]  # a flat layout's inception_3a_1x1
             if not flat.isdigit() and flat.isidentifier() and flat not in DEPLOY_LOCALS:
                 return flat
-        nxt = readers.get(v, [])
+        nxt = self.readers.get(v, [])
         if len(nxt) == 1 and nxt[0].kind in ("layer", "fused"):
             stem = _stem(_source(nxt[0].layer, 0))
             if stem != "x":
@@ -371,30 +403,6 @@ def _forward(dep: _Deploy, stmts: list) -> list:
         if in_names and st.inputs[0] in dying:
             return in_names[0]
         return "t"
-
-    names = _Names()
-    value_name = {dep.input: names.take("x", dep.input)}
-    lines = []
-    for i, st in enumerate(stmts):
-        ins = [value_name[v] for v in st.inputs]
-        dying = {v for v in st.inputs if last[v] == i}
-        in_place = False
-        if st.kind == "relu":
-            v = st.inputs[0]
-            in_place = v in dying and base.get(v, v) is not dep.input and not any(
-                base.get(w, w) is base.get(v, v) for w in value_name if w is not v and last.get(w, -1) > i)
-        for v in dying:
-            names.live.pop(value_name[v], None)
-        outs = []
-        for k, v in enumerate(st.outputs):
-            outs.append(names.take(preferred(st, k, ins, dying), v))
-            value_name[v] = outs[-1]
-            base[v] = base.get(st.inputs[0], st.inputs[0]) if st.kind == "flatten" else v
-        for v in dying:
-            del value_name[v]
-        lines.extend(_statement(st, ins, outs, in_place))
-    lines.append(f"return {value_name[output]}")
-    return lines
 
 
 def _source(layer: Layer, k: int) -> str:
@@ -449,44 +457,22 @@ def generate_deploy(compiled) -> str:
     """The deploy module's full text, header included (deterministic bytes)."""
     dep = _Deploy(compiled)
     stmts = dep.plan()
-    forward = _forward(dep, stmts)
+    forward = _Forward(dep, stmts).lines()
     spec = compiled.resolved.spec
-    ex = compiled.expanded
-    t = compiled.analysis.totals
     has_conv = any(n.op == "conv2d" for n in dep.main)
-    fused = [layer for layer in dep.layers if layer.folds and len(layer.folds) > 1]
-    folded = sum(1 for layer in dep.layers for f in (layer.folds or ()) if f[1] is not None)
-    params = sum(layer.params for layer in dep.layers)
-    label = spec_label(compiled.file)
     num_classes_layer = next((layer for layer in dep.layers if layer.ctor.startswith("nn.Linear(") and "num_classes" in layer.ctor), None)
-    removed = []
-    if ex.aux:
-        removed.append("aux heads (" + ", ".join(h.name for h in ex.aux) + ")")
-    if any(n.op == "dropout" for n in dep.main):
-        removed.append("dropout")
-    doc = [f"Inference-only {class_name_of(spec)}: the deploy build of {label}.", ""]
-    doc += _doc_text(spec.description or f"The {spec.name} network.")
-    doc += [""] + wrap_lines([
-        f"Computes what {class_name_of(spec)} computes in eval mode: {folded} BatchNorm layers folded into "
-        f"their convolutions"
-        + (f", {len(fused)} groups of sibling convolutions fused into one convolution each" if fused else "")
-        + (f", {' and '.join(removed)} removed" if removed else "")
-        + (", channels_last memory format unless channels_last=False" if has_conv else "") + ". "
-        f"Input {dims(ex.input)}. Parameters: {params:,}. "
-        f"MACs: {t.macs:,} (the same as the training module's in eval; FLOPs = 2 x MACs)."])
-    doc += ["", f"Build it from a trained model: ``{dep.model_class}.from_trained(model)``."]
     init = [f"self.channels_last = channels_last"]
     for layer in dep.layers:
         init.append(f"self.{layer.attr} = {layer.ctor}  # {layer.comment}")
     init += ["if channels_last:", "    self.to(memory_format=torch.channels_last)"] if has_conv else []
-    params_sig = ["self"] + (["num_classes: int = " + repr(ex.num_classes)] if num_classes_layer else []) + \
+    params_sig = ["self"] + (["num_classes: int = " + repr(compiled.expanded.num_classes)] if num_classes_layer else []) + \
         [f"channels_last: bool = {has_conv!r}"]
     folds = [(layer.attr, layer.folds) for layer in dep.layers if layer.folds]
     copies = [(layer.attr, layer.copy) for layer in dep.layers if layer.copy]
     body = render("deploy.py.j2", {
         "title": _doc_text(f"{spec.name} (deploy build): {spec.description}" if spec.description else f"{spec.name} (deploy build)"),
         "cls": dep.model_class,
-        "doc": doc,
+        "doc": _class_doc(dep, compiled, has_conv),
         "signature": ", ".join(params_sig),
         "init": init,
         "forward": forward,
@@ -499,6 +485,32 @@ def generate_deploy(compiled) -> str:
         "training_class": class_name_of(spec),
     })
     return stamp(body, compiled.file, "archspec build --deploy")
+
+
+def _class_doc(dep: _Deploy, compiled, has_conv: bool) -> list:
+    """The deploy class's docstring: what it computes, what was folded, fused and removed."""
+    spec = compiled.resolved.spec
+    ex = compiled.expanded
+    fused = [layer for layer in dep.layers if layer.folds and len(layer.folds) > 1]
+    folded = sum(1 for layer in dep.layers for f in (layer.folds or ()) if f[1] is not None)
+    params = sum(layer.params for layer in dep.layers)
+    removed = []
+    if ex.aux:
+        removed.append("aux heads (" + ", ".join(h.name for h in ex.aux) + ")")
+    if any(n.op == "dropout" for n in dep.main):
+        removed.append("dropout")
+    doc = [f"Inference-only {class_name_of(spec)}: the deploy build of {spec_label(compiled.file)}.", ""]
+    doc += _doc_text(spec.description or f"The {spec.name} network.")
+    doc += [""] + wrap_lines([
+        f"Computes what {class_name_of(spec)} computes in eval mode: {folded} BatchNorm layers folded into "
+        f"their convolutions"
+        + (f", {len(fused)} groups of sibling convolutions fused into one convolution each" if fused else "")
+        + (f", {' and '.join(removed)} removed" if removed else "")
+        + (", channels_last memory format unless channels_last=False" if has_conv else "") + ". "
+        f"Input {dims(ex.input)}. Parameters: {params:,}. "
+        f"MACs: {compiled.analysis.totals.macs:,} (the same as the training module's in eval; FLOPs = 2 x MACs)."])
+    doc += ["", f"Build it from a trained model: ``{dep.model_class}.from_trained(model)``."]
+    return doc
 
 
 def _fold_lines(attr: str, folds: list) -> list:

@@ -157,7 +157,12 @@ def _fuse(boxes: dict, clusters: dict, edges: list, mods: dict) -> list:
         if a != b and (a, b) not in seen:
             seen.add((a, b))
             out.append((a, b, aux))
-    # A block that now holds a single box (BasicConv2d: conv + bn + relu) is drawn as that box.
+    _dissolve(boxes, clusters, mods)
+    return out
+
+
+def _dissolve(boxes: dict, clusters: dict, mods: dict) -> None:
+    """A block that holds a single box (BasicConv2d, fused: conv + bn + relu) is drawn as that box."""
     for path in sorted(clusters, key=lambda p: -p.count(".")):
         c = clusters[path]
         if len(c.boxes) == 1 and not c.children:
@@ -170,7 +175,6 @@ def _fuse(boxes: dict, clusters: dict, edges: list, mods: dict) -> list:
             if parent is not None:
                 parent.children.remove(path)
                 parent.boxes.append(box.id)
-    return out
 
 
 def _branch_orders(boxes: dict, edges: list) -> list:

@@ -174,24 +174,22 @@ TYPES = ("int", "float", "bool", "size", "number")
 def check_type(value, type_: str):
     """Return the value converted to the declared type, or None if it does not fit."""
     if type_ == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return None
-        return None
+        return value if _is_int(value) else None
     if type_ == "float" or type_ == "number":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _is_int(value) or isinstance(value, float):
             return float(value) if type_ == "float" else value
         return None
     if type_ == "bool":
         return value if isinstance(value, bool) else None
     if type_ == "size":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if _is_int(value) or (isinstance(value, tuple) and len(value) == 2 and all(_is_int(v) for v in value)):
             return value
         return None
     raise ValueError(type_)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int in Python, not here
 
 
 def describe(value) -> str:

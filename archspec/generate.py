@@ -360,34 +360,13 @@ class _Generator:
     def model(self) -> ClassCode:
         c = self.c
         ex = c.expanded
-        spec = c.resolved.spec
-        model_mod = ex.model
-        scope = _Scope(self.model_class, [model_mod], {"num_classes", *(a.name for a in c.resolved.args)})
+        scope = _Scope(self.model_class, [ex.model], {"num_classes", *(a.name for a in c.resolved.args)})
         for a in c.resolved.args:
             if a.name in self.reserved or a.name in self.blocks:
                 raise GenerateError(f"model argument '{a.name}' clashes with a name the generated module uses", a.loc)
-        channels = ast.Constant(ex.input[0])
-        scope.forward.append(f"# {shape_comment(ex.input)}")
-        heads_after: dict = {}
-        for head in ex.aux:
-            heads_after.setdefault(head.after, []).append(head)
-        heads_from: dict = {}
-        for head in ex.aux:
-            heads_from.setdefault(head.source, []).append(head)
-        aux_items = {a.name: a for a in c.resolved.aux}
-        fresh = False
-        for item, step in _paired(c.resolved.layers, model_mod.body):
-            channels, fresh = self.item(item, step, "x", "x", channels, scope, "", fresh)
-            name = item.name if isinstance(item, NamedItem) else None
-            for head in heads_after.get(name, []) if name else []:
-                self.aux_init(head, aux_items[head.name], scope)
-            for head in heads_from.get(name, []) if name else []:
-                fresh = False  # the aux head reads x: no in-place op may touch it afterwards
-                scope.forward += [f"{head.name}: Optional[Tensor] = None",
-                                  f"if self.{head.name} is not None and self.training:",
-                                  f"    {head.name} = self.{head.name}(x)  # {shape_comment(self.shape_of_path(head.name))}"]
+        self.model_layers(scope)
         self.group_aux_init(scope, [h.name for h in ex.aux])
-        params = ["self", f"num_classes: int = {spec.num_classes!r}"]
+        params = ["self", f"num_classes: int = {c.resolved.spec.num_classes!r}"]
         if ex.aux:
             params.append("aux_logits: bool = True")
         for a in c.resolved.args:
@@ -405,6 +384,36 @@ class _Generator:
         else:
             forward.append("return x")
             fsig = "self, x: Tensor) -> Tensor"
+        return ClassCode(self.model_class, self.model_doc(), params, init or ["pass"], forward, fsig)
+
+    def model_layers(self, scope: _Scope) -> None:
+        """The model's layers; each aux head registered after its ``after:`` layer and run on the
+        output of its ``from:`` layer."""
+        ex = self.c.expanded
+        scope.forward.append(f"# {shape_comment(ex.input)}")
+        heads_after: dict = {}
+        heads_from: dict = {}
+        for head in ex.aux:
+            heads_after.setdefault(head.after, []).append(head)
+            heads_from.setdefault(head.source, []).append(head)
+        aux_items = {a.name: a for a in self.c.resolved.aux}
+        channels, fresh = ast.Constant(ex.input[0]), False
+        for item, step in _paired(self.c.resolved.layers, ex.model.body):
+            channels, fresh = self.item(item, step, "x", "x", channels, scope, "", fresh)
+            name = item.name if isinstance(item, NamedItem) else None
+            for head in heads_after.get(name, []) if name else []:
+                self.aux_init(head, aux_items[head.name], scope)
+            for head in heads_from.get(name, []) if name else []:
+                fresh = False  # the aux head reads x: no in-place op may touch it afterwards
+                scope.forward += [f"{head.name}: Optional[Tensor] = None",
+                                  f"if self.{head.name} is not None and self.training:",
+                                  f"    {head.name} = self.{head.name}(x)  # {shape_comment(self.shape_of_path(head.name))}"]
+
+    def model_doc(self) -> list:
+        """The model's docstring: the spec's description, then where it comes from and its totals."""
+        c = self.c
+        ex = c.expanded
+        spec = c.resolved.spec
         t = c.analysis.totals
         doc = doc_lines(spec.description or f"The {spec.name} network.")
         doc += ["", f"Generated from {spec_label(c.file)} by archspec. Input {dims(ex.input)}, "
@@ -414,8 +423,7 @@ class _Generator:
         if ex.aux:
             heads = ", ".join(f"{h.name} (from {h.source}, loss weight {h.loss_weight:g})" for h in ex.aux)
             doc += [f"Aux heads, run in training only: {heads}."]
-        doc = wrap_lines(doc)
-        return ClassCode(self.model_class, doc, params, init or ["pass"], forward, fsig)
+        return wrap_lines(doc)
 
     def aux_init(self, head, aux_item, scope: _Scope) -> None:
         """Register an aux head (inside `if aux_logits:`), reading its source's output channels."""

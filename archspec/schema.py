@@ -38,6 +38,11 @@ def _calls_doc() -> str:
 
 
 def _defs() -> dict:
+    return {**_layer_defs(), **_other_defs()}
+
+
+def _layer_defs() -> dict:
+    """A layer and what it is made of: calls, expressions, named modules, merges, repeats."""
     layers = {"type": "array", "items": _ref("Layer")}
     return {
         "Call": {
@@ -91,6 +96,13 @@ def _defs() -> dict:
             "additionalProperties": False,
             "properties": {"repeat": _ref("Expr"), "body": {"type": "array", "items": _ref("SeqItem")}},
         },
+    }
+
+
+def _other_defs() -> dict:
+    """Argument declarations and the edits of a variant (extends:)."""
+    layers = {"type": "array", "items": _ref("Layer")}
+    return {
         "Args": {
             "type": "object",
             "description": "arguments: name: 'type' or 'type = default', or {type, default, doc}",

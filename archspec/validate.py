@@ -244,40 +244,49 @@ class _Items:
             raise SpecError("a list here needs a name: write {name: [...]} for an nn.Sequential", loc)
         if not isinstance(raw, dict):
             raise SpecError(f"expected a layer (a call, {{name: call}} or {{concat: [...]}}), got {exprs.describe(raw)}", loc)
-        keys = list(raw)
         # `repeat` is the unrolling construct when it comes with `body`; alone it is a module name
         # (timm's Inception-ResNet-v2 calls its 35x35 stage `repeat`).
         if "repeat" in raw and ("body" in raw or sequential):
-            if not sequential:
-                raise SpecError("repeat: is only allowed inside an nn.Sequential list (modules are then numbered)", loc)
-            extra = [k for k in keys if k not in ("repeat", "body")]
-            if extra or "body" not in raw:
-                raise SpecError("repeat needs exactly {repeat: N, body: [...]}", loc)
-            count = self.expr(raw["repeat"], loc_of(raw, "repeat"))
-            return RepeatItem(count, self.seq(raw["body"], loc_of(raw, "body"), True), loc)
+            return self.repeat(raw, loc, sequential)
         for kind in ("concat", "add"):
             if kind in raw:
-                if len(keys) != 1:
-                    other = [k for k in keys if k != kind][0]
-                    raise SpecError(f"'{kind}' cannot be combined with '{other}' in one item", _key_loc(raw, other))
-                branches_raw = raw[kind]
-                at = loc_of(raw, kind)
-                if not isinstance(branches_raw, list) or len(branches_raw) < 2:
-                    raise SpecError(f"{kind} needs a list of at least two branches", at)
-                branches = []
-                for j, br in enumerate(branches_raw):
-                    bat = loc_of(branches_raw, j) or at
-                    if isinstance(br, list):
-                        branches.append(self.seq(br, bat, False))
-                    else:
-                        try:
-                            branches.append([self.item(br, bat, False)])
-                        except ArchspecError as exc:
-                            self.errors.append(exc)
-                            branches.append([])
-                return MergeItem(kind, branches, loc)
+                return self.merge(raw, kind, loc)
+        return self.named(raw, loc, sequential)
+
+    def repeat(self, raw: dict, loc: Loc, sequential: bool) -> RepeatItem:
+        if not sequential:
+            raise SpecError("repeat: is only allowed inside an nn.Sequential list (modules are then numbered)", loc)
+        extra = [k for k in raw if k not in ("repeat", "body")]
+        if extra or "body" not in raw:
+            raise SpecError("repeat needs exactly {repeat: N, body: [...]}", loc)
+        count = self.expr(raw["repeat"], loc_of(raw, "repeat"))
+        return RepeatItem(count, self.seq(raw["body"], loc_of(raw, "body"), True), loc)
+
+    def merge(self, raw: dict, kind: str, loc: Loc) -> MergeItem:
+        if len(raw) != 1:
+            other = [k for k in raw if k != kind][0]
+            raise SpecError(f"'{kind}' cannot be combined with '{other}' in one item", _key_loc(raw, other))
+        branches_raw = raw[kind]
+        at = loc_of(raw, kind)
+        if not isinstance(branches_raw, list) or len(branches_raw) < 2:
+            raise SpecError(f"{kind} needs a list of at least two branches", at)
+        branches = []
+        for j, br in enumerate(branches_raw):
+            bat = loc_of(branches_raw, j) or at
+            if isinstance(br, list):
+                branches.append(self.seq(br, bat, False))
+            else:
+                try:
+                    branches.append([self.item(br, bat, False)])
+                except ArchspecError as exc:
+                    self.errors.append(exc)
+                    branches.append([])
+        return MergeItem(kind, branches, loc)
+
+    def named(self, raw: dict, loc: Loc, sequential: bool) -> NamedItem:
+        """``name: call`` or ``name: [...]``, with an optional ``if:``."""
         cond = None
-        names = [k for k in keys if k != "if"]
+        names = [k for k in raw if k != "if"]
         cond_loc = loc_of(raw, "if") if "if" in raw else None
         if cond_loc is not None:
             cond = self.expr(raw["if"], cond_loc)
@@ -423,59 +432,72 @@ def validate(data, file: str) -> Resolved:
         errors.extend(_pydantic_errors(exc, data, file))
         spec = None
     items = _Items(errors)
-    blocks = {}
-    raw_blocks = data.get("blocks") if isinstance(data, dict) else None
-    if isinstance(raw_blocks, dict):
-        for name, body in raw_blocks.items():
-            at = raw_blocks.loc_of(name, value=False) if isinstance(raw_blocks, LDict) else Loc(file)
-            if not isinstance(body, dict):
-                continue  # reported by pydantic
-            try:
-                items.check_name(name, at)
-                if name in _OP_NAMES:
-                    raise SpecError(f"block '{name}' has the name of a built-in op", at)
-            except ArchspecError as exc:
-                errors.append(exc)
-                continue
-            args = parse_args(body.get("args") or {}, at, errors, name) if isinstance(body.get("args") or {}, dict) else []
-            layers = items.seq(body.get("layers", []), loc_of(body, "layers") or at, False) if "layers" in body else []
-            blocks[name] = Block(name, args, layers, at, body.get("doc") if isinstance(body.get("doc"), str) else None)
-    model_args = []
-    if isinstance(data, dict) and isinstance(data.get("args"), dict):
-        model_args = parse_args(data["args"], loc_of(data, "args"), errors, "model")
-        for a in model_args:
-            if a.name == "num_classes":
-                errors.append(SpecError("'num_classes' is set by the top-level num_classes field", a.loc))
-            elif a.default is exprs_required:
-                errors.append(SpecError(f"model argument '{a.name}' needs a default", a.loc))
-    layers = []
-    if isinstance(data, dict) and isinstance(data.get("layers"), list):
-        layers = items.seq(data["layers"], loc_of(data, "layers"), False)
-    aux = []
-    if isinstance(data, dict) and isinstance(data.get("aux"), dict):
-        raw_aux = data["aux"]
-        for name, body in raw_aux.items():
-            at = raw_aux.loc_of(name, value=False) if isinstance(raw_aux, LDict) else Loc(file)
-            if not isinstance(body, dict) or "module" not in body or "from" not in body:
-                continue  # reported by pydantic
-            try:
-                items.check_name(name, at)
-                module = items.item({name: body["module"]}, at, False) if not isinstance(body["module"], (dict,)) else None
-                if module is None:
-                    raise SpecError("aux module must be a call or a list of layers", loc_of(body, "module"))
-                module.loc = at
-                source = body["from"]
-                after = body.get("after", source)
-                if not isinstance(source, str):
-                    continue
-                weight = body.get("loss_weight", 0.0)
-                aux.append(Aux(name, source, after if isinstance(after, str) else source,
-                               float(weight) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else 0.0,
-                               module, at, loc_of(body, "from"), loc_of(body, "after" if "after" in body else "from")))
-            except ArchspecError as exc:
-                errors.append(exc)
+    doc = data if isinstance(data, dict) else {}
+    blocks = _blocks(doc.get("blocks"), items, file)
+    model_args = _model_args(doc, errors) if isinstance(doc.get("args"), dict) else []
+    layers = items.seq(doc["layers"], loc_of(doc, "layers"), False) if isinstance(doc.get("layers"), list) else []
+    aux = _aux_heads(doc.get("aux"), items, file) if isinstance(doc.get("aux"), dict) else []
     raise_all(errors)
     return Resolved(spec, file, model_args, blocks, layers, aux, data)
+
+
+def _blocks(raw, items: _Items, file: str) -> dict:
+    """The block definitions (their structure is checked by pydantic; names and layers here)."""
+    blocks: dict = {}
+    if not isinstance(raw, dict):
+        return blocks
+    for name, body in raw.items():
+        at = raw.loc_of(name, value=False) if isinstance(raw, LDict) else Loc(file)
+        if not isinstance(body, dict):
+            continue  # reported by pydantic
+        try:
+            items.check_name(name, at)
+            if name in _OP_NAMES:
+                raise SpecError(f"block '{name}' has the name of a built-in op", at)
+        except ArchspecError as exc:
+            items.errors.append(exc)
+            continue
+        args = parse_args(body.get("args") or {}, at, items.errors, name) if isinstance(body.get("args") or {}, dict) else []
+        layers = items.seq(body.get("layers", []), loc_of(body, "layers") or at, False) if "layers" in body else []
+        blocks[name] = Block(name, args, layers, at, body.get("doc") if isinstance(body.get("doc"), str) else None)
+    return blocks
+
+
+def _model_args(doc: dict, errors: list) -> list:
+    """The model's own arguments: each needs a default, and num_classes has its own field."""
+    model_args = parse_args(doc["args"], loc_of(doc, "args"), errors, "model")
+    for a in model_args:
+        if a.name == "num_classes":
+            errors.append(SpecError("'num_classes' is set by the top-level num_classes field", a.loc))
+        elif a.default is exprs_required:
+            errors.append(SpecError(f"model argument '{a.name}' needs a default", a.loc))
+    return model_args
+
+
+def _aux_heads(raw_aux: dict, items: _Items, file: str) -> list:
+    """The aux heads: a module each (a call or a list), the layer it reads and its loss weight."""
+    aux = []
+    for name, body in raw_aux.items():
+        at = raw_aux.loc_of(name, value=False) if isinstance(raw_aux, LDict) else Loc(file)
+        if not isinstance(body, dict) or "module" not in body or "from" not in body:
+            continue  # reported by pydantic
+        try:
+            items.check_name(name, at)
+            module = items.item({name: body["module"]}, at, False) if not isinstance(body["module"], (dict,)) else None
+            if module is None:
+                raise SpecError("aux module must be a call or a list of layers", loc_of(body, "module"))
+            module.loc = at
+            source = body["from"]
+            after = body.get("after", source)
+            if not isinstance(source, str):
+                continue
+            weight = body.get("loss_weight", 0.0)
+            aux.append(Aux(name, source, after if isinstance(after, str) else source,
+                           float(weight) if isinstance(weight, (int, float)) and not isinstance(weight, bool) else 0.0,
+                           module, at, loc_of(body, "from"), loc_of(body, "after" if "after" in body else "from")))
+        except ArchspecError as exc:
+            items.errors.append(exc)
+    return aux
 
 
 from .ops import OPS as _OPS  # noqa: E402

@@ -8,8 +8,8 @@ changes no output byte:
 It runs the command line in-process (``archspec.cli.main``) from the repository root and records,
 for every stock spec, test spec and hostile spec: ``check`` (text and JSON, errors included),
 ``build`` and ``build --deploy`` (every generated file and what the command printed), ``draw``
-(DOT and Mermaid at several depths, fused and not), and ``diff`` (text, JSON and markdown) for
-pairs that exercise every kind of change. Each run also records its exit status.
+(DOT and Mermaid at several depths, fused and not), ``diff`` (text, JSON and markdown) for
+pairs that exercise every kind of change, and ``schema``. Each run also records its exit status.
 
 String hashing is fixed (PYTHONHASHSEED=0): ``draw`` picks among equally long cluster paths in set
 order (``draw._loose_heads``), so its DOT at depth 0 can differ between two processes otherwise.
@@ -92,6 +92,7 @@ def snapshot(out: Path) -> None:
             run(out / "diff", f"{key}.{fmt}", ["diff", a, b, "--format", fmt])
         run(out / "diff", f"{key}.code.text", ["diff", a, b, "--code"])
     run(out, "build_check.txt", ["build", "--check"])
+    run(out, "schema.json", ["schema"])
 
 
 def compare(a: Path, b: Path) -> int:

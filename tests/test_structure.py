@@ -1,8 +1,8 @@
-"""The structure stays as drawn in README.md (Layout): which module may import which, and every
-module listed there in the order data flows.
+"""The structure stays as drawn in README.md (Layout): which module may import which, every module
+listed there in the order data flows, and no function too long or too branchy to read.
 
 Read from the source with ``ast``; imports under ``if TYPE_CHECKING:`` are annotations, not
-dependencies, and are left out.
+dependencies, and are left out. ``python tests/test_structure.py`` prints the largest functions.
 """
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import re
 from conftest import ROOT
 
 PACKAGE = ROOT / "archspec"
+
+MAX_LINES = 60  # a function, from its def to its last line
+MAX_COMPLEXITY = 20  # McCabe's cyclomatic complexity, counted as below
 
 # What each module may import from archspec, in the order data flows. The modules of a package
 # (diff/, transforms/) are one entry and may import each other.
@@ -133,3 +136,72 @@ def test_the_readme_lists_every_module_in_the_order_of_the_table():
     named = [n.strip("/") for n in re.findall(r"`([\w/]+)`", layout)]
     listed = [n for n in dict.fromkeys(named) if n in ALLOWED]
     assert listed == [m for m in ALLOWED if not m.startswith("__")]
+
+
+# --- function size -----------------------------------------------------------------------------
+
+_BRANCHES = (ast.If, ast.IfExp, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.Assert, ast.match_case)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def complexity(func) -> int:
+    """McCabe's cyclomatic complexity as radon counts it: 1, plus 1 for each if, elif, conditional
+    expression, loop, except, assert and match case, each for and if of a comprehension, and each
+    extra operand of and/or, lambdas' included. A nested function or class is one of its own."""
+    n = 1
+    stack = list(ast.iter_child_nodes(func))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, _BRANCHES):
+            n += 1
+        elif isinstance(node, ast.comprehension):
+            n += 1 + len(node.ifs)
+        elif isinstance(node, ast.BoolOp):
+            n += len(node.values) - 1
+        stack.extend(ast.iter_child_nodes(node))
+    return n
+
+
+def functions() -> list:
+    """(complexity, lines, 'archspec/file.py:line name') for every function and method."""
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                where = f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+                out.append((complexity(node), node.end_lineno - node.lineno + 1, where))
+    return out
+
+
+def test_complexity_counts_what_branches():
+    tree = ast.parse("def f(a, b):\n"
+                     "    if a and b or not a:\n"
+                     "        return [x for x in a if x]\n"
+                     "    for y in b:\n"
+                     "        try:\n"
+                     "            y = 1 if y else 2\n"
+                     "        except ValueError:\n"
+                     "            pass\n"
+                     "    def g():\n"
+                     "        if a: pass\n"
+                     "    return g\n")
+    f = tree.body[0]
+    assert complexity(f) == 1 + (1 + 2) + (1 + 1) + 1 + 1 + 1 == 9  # if with 2 operators; comprehension; for; ifexp; except
+    assert complexity(f.body[2]) == 2
+
+
+def test_no_function_is_too_long_or_too_complex():
+    big = [f"{where}: {lines} lines, complexity {cc}" for cc, lines, where in functions()
+           if lines > MAX_LINES or cc > MAX_COMPLEXITY]
+    assert big == []
+
+
+if __name__ == "__main__":
+    rows = functions()
+    print(f"{len(rows)} functions in archspec/; limits: {MAX_LINES} lines, complexity {MAX_COMPLEXITY}")
+    for title, key in (("most complex", lambda r: (r[0], r[1])), ("longest", lambda r: (r[1], r[0]))):
+        print(f"\n{title}:\n  complexity  lines  function")
+        for cc, lines, where in sorted(rows, key=key, reverse=True)[:8]:
+            print(f"  {cc:>10}  {lines:>5}  {where}")

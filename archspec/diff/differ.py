@@ -186,32 +186,7 @@ class _Differ:
         """Attribute changes of one op, each with its share of the param and MAC delta."""
         A, B = self.A, self.B
         in_a, in_b = A.in_shape(ua), B.in_shape(ub)
-        facets = []  # (summary, key, attrs, op, attrs after this facet)
-        state = dict(ua.args)
-        if ua.op != ub.op:
-            if ua.op in POOLS and ub.op in POOLS:
-                words = f"pooling kind {POOLS[ua.op]} -> {POOLS[ub.op]}: "
-            else:
-                words = ""
-            text = f"{words}{call_text(ua.op, ua.args)} -> {call_text(ub.op, ub.args)}"
-            key = f"{words}{short_op(ua.op, ua.args)} -> {short_op(ub.op, ub.args)}"
-            facets.append((text, key, [("op", ua.op, ub.op)], ub.op, dict(ub.args)))
-            state = dict(ub.args)
-        else:
-            names = [a.name for a in OPS[ua.op].attrs if ua.args.get(a.name) != ub.args.get(a.name)]
-            geometry = [n for n in names if n in GEOMETRY]
-            steps = ([geometry] if geometry else []) + [[n] for n in names if n not in GEOMETRY]
-            for group in steps:
-                for n in group:
-                    state[n] = ub.args[n]
-                words = ", ".join(f"{ATTR_NAMES.get(n, n)} {value_text(ua.args[n], n)} -> {value_text(ub.args[n], n)}" for n in group)
-                attrs = [(n, ua.args[n], ub.args[n]) for n in group]
-                text = f"{ua.op} {words}"
-                key = f"{ua.op} {ATTR_NAMES[group[0]]} changed" if group[0] in CHANNELS else text
-                facets.append((text, key, attrs, ua.op, dict(state)))
-        if (ua.kind == "func") != (ub.kind == "func"):
-            how = "module -> functional" if ub.kind == "func" else "functional -> module"
-            facets.append((f"{ub.op} {how}", f"{ub.op} {how}", [("form", ua.kind, ub.kind)], ub.op, dict(state)))
+        facets = _facets(ua, ub)
         # Share the delta out by re-evaluating the catalog after each facet (input of A throughout).
         prev = (A.params(ua), A.macs(ua))
         shares = []
@@ -223,14 +198,7 @@ class _Differ:
         final = (B.params(ub), B.macs(ub))
         rest = (final[0] - prev[0], final[1] - prev[1])
         if in_a != in_b and rest != (0, 0):
-            inferred = OPS[ub.op].inferred
-            if inferred and in_a and in_b and in_a[0] != in_b[0]:
-                text, key = f"{ub.op} {inferred} {in_a[0]} -> {in_b[0]}", f"{ub.op} {inferred} (follows the layer before)"
-                attrs = [(inferred, in_a[0], in_b[0])]
-            else:
-                text, key = f"{ub.op} input {batched_text(in_a)} -> {batched_text(in_b)}", f"{ub.op} input size (follows the layer before)"
-                attrs = [("input", in_a, in_b)]
-            facets.append((text, key, attrs, ub.op, ub.args))
+            facets.append((*_input_change(ub.op, in_a, in_b), ub.op, ub.args))
             shares.append(rest)
         elif shares:
             shares[-1] = (shares[-1][0] + rest[0], shares[-1][1] + rest[1])
@@ -275,6 +243,55 @@ class _Differ:
                     self.changes[i] = Change("renamed", "(same structure)", "(same structure)", c.a, d.b, d.part, 0, 0)
                     break
         self.changes = [c for c in self.changes if id(c) not in taken]
+
+
+def _facets(ua: Unit, ub: Unit) -> list:
+    """What changed in a leaf, one facet per independent change:
+    (summary, key, attrs, op, the op's attributes once this facet has changed)."""
+    if ua.op != ub.op:
+        if ua.op in POOLS and ub.op in POOLS:
+            words = f"pooling kind {POOLS[ua.op]} -> {POOLS[ub.op]}: "
+        else:
+            words = ""
+        text = f"{words}{call_text(ua.op, ua.args)} -> {call_text(ub.op, ub.args)}"
+        key = f"{words}{short_op(ua.op, ua.args)} -> {short_op(ub.op, ub.args)}"
+        facets = [(text, key, [("op", ua.op, ub.op)], ub.op, dict(ub.args))]
+        state = dict(ub.args)
+    else:
+        facets, state = _attr_facets(ua, ub)
+    if (ua.kind == "func") != (ub.kind == "func"):
+        how = "module -> functional" if ub.kind == "func" else "functional -> module"
+        facets.append((f"{ub.op} {how}", f"{ub.op} {how}", [("form", ua.kind, ub.kind)], ub.op, dict(state)))
+    return facets
+
+
+def _attr_facets(ua: Unit, ub: Unit) -> tuple:
+    """The attributes of one op that differ: the geometry (kernel, padding, dilation) as one facet,
+    every other attribute as its own; and the attributes after all of them."""
+    state = dict(ua.args)
+    facets = []
+    names = [a.name for a in OPS[ua.op].attrs if ua.args.get(a.name) != ub.args.get(a.name)]
+    geometry = [n for n in names if n in GEOMETRY]
+    steps = ([geometry] if geometry else []) + [[n] for n in names if n not in GEOMETRY]
+    for group in steps:
+        for n in group:
+            state[n] = ub.args[n]
+        words = ", ".join(f"{ATTR_NAMES.get(n, n)} {value_text(ua.args[n], n)} -> {value_text(ub.args[n], n)}" for n in group)
+        attrs = [(n, ua.args[n], ub.args[n]) for n in group]
+        text = f"{ua.op} {words}"
+        key = f"{ua.op} {ATTR_NAMES[group[0]]} changed" if group[0] in CHANNELS else text
+        facets.append((text, key, attrs, ua.op, dict(state)))
+    return facets, state
+
+
+def _input_change(op: str, in_a, in_b) -> tuple:
+    """(summary, key, attrs) of a leaf whose cost changed only because its input did."""
+    inferred = OPS[op].inferred
+    if inferred and in_a and in_b and in_a[0] != in_b[0]:
+        return (f"{op} {inferred} {in_a[0]} -> {in_b[0]}", f"{op} {inferred} (follows the layer before)",
+                [(inferred, in_a[0], in_b[0])])
+    return (f"{op} input {batched_text(in_a)} -> {batched_text(in_b)}", f"{op} input size (follows the layer before)",
+            [("input", in_a, in_b)])
 
 
 def _cost(op: str, in_shape, attrs: dict):

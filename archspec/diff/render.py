@@ -116,29 +116,9 @@ class Diff:
         mark = {"changed": "~", "replaced": ">", "removed": "-", "added": "+", "renamed": "="}[g.kind]
         n = len(g.locations)
         where = ", ".join(g.compact_locations())
-        aux = [p for p in g.parts if p != "main"]
-        in_aux = [c for c in g.changes if c.part != "main"]
-
-        def delta(label, total, aux_share):
-            text = f"{label} {signed(total)}"
-            if aux and len(aux) < len(g.parts) and aux_share:
-                text += f" (aux heads {signed(aux_share)})"
-            return text
-
-        cost = [delta("params", g.params_delta, sum(c.params_delta for c in in_aux)),
-                delta("MACs", g.macs_delta, sum(c.macs_delta for c in in_aux))]
-        if g.kind == "replaced":
-            before = sum(s["params"] for c in g.changes for s in c.a)
-            if before:
-                cost[0] += f" ({g.params_delta / before:+.1%})"
-        shape = g.output_change()
-        if shape:
-            cost.append(shape)
-        if aux and len(aux) == len(g.parts):
-            cost.append(f"(aux head{'s' if len(aux) > 1 else ''} {', '.join(aux)}: training only)")
         lines = [f"{mark} {g.kind} {g.summary}",
                  f"    at {n} places: {where}" if n > 1 else f"    at {where}",
-                 "    " + "   ".join(cost)]
+                 "    " + "   ".join(_cost_words(g))]
         if g.kind == "replaced" and n > 1:  # a rewrite: each place with its own saving
             for c in g.changes:
                 pa, pb = sum(s["params"] for s in c.a), sum(s["params"] for s in c.b)
@@ -219,6 +199,31 @@ class Diff:
         if self.code is not None:
             out += ["", "```diff", self.code.rstrip("\n"), "```"]
         return "\n".join(out) + "\n"
+
+
+def _cost_words(g: Group) -> list:
+    """What a group changes: params and MACs (with the aux heads' share), the output shape."""
+    aux = [p for p in g.parts if p != "main"]
+    in_aux = [c for c in g.changes if c.part != "main"]
+
+    def delta(label, total, aux_share):
+        text = f"{label} {signed(total)}"
+        if aux and len(aux) < len(g.parts) and aux_share:
+            text += f" (aux heads {signed(aux_share)})"
+        return text
+
+    cost = [delta("params", g.params_delta, sum(c.params_delta for c in in_aux)),
+            delta("MACs", g.macs_delta, sum(c.macs_delta for c in in_aux))]
+    if g.kind == "replaced":
+        before = sum(s["params"] for c in g.changes for s in c.a)
+        if before:
+            cost[0] += f" ({g.params_delta / before:+.1%})"
+    shape = g.output_change()
+    if shape:
+        cost.append(shape)
+    if aux and len(aux) == len(g.parts):
+        cost.append(f"(aux head{'s' if len(aux) > 1 else ''} {', '.join(aux)}: training only)")
+    return cost
 
 
 def _md(text: str) -> str:

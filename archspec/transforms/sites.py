@@ -75,11 +75,9 @@ def _calls(items: list):
 
 def conv_unit(block: Block, blocks: dict):
     """The block's ConvUnit, or a sentence saying why it is not one."""
-    for item in block.layers:
-        if isinstance(item, (MergeItem, RepeatItem)) or (isinstance(item, NamedItem) and item.seq is not None):
-            return "its body has merges, Sequentials or repeats"
-        if isinstance(item, NamedItem) and item.cond is not None:
-            return "its body has an if: item"
+    problem = _not_straight(block.layers)
+    if problem:
+        return problem
     calls = [call for call, _ in _calls(block.layers)]
     nested = [c.name for c in calls if c.name in blocks]
     if nested:
@@ -108,6 +106,16 @@ def conv_unit(block: Block, blocks: dict):
                         arg_name("kernel_size", False), arg_name("stride", True), arg_name("padding", True))
     except _NotUnit as exc:
         return str(exc)
+
+
+def _not_straight(items: list) -> str | None:
+    """Why a body is not a straight line of calls (None when it is)."""
+    for item in items:
+        if isinstance(item, (MergeItem, RepeatItem)) or (isinstance(item, NamedItem) and item.seq is not None):
+            return "its body has merges, Sequentials or repeats"
+        if isinstance(item, NamedItem) and item.cond is not None:
+            return "its body has an if: item"
+    return None
 
 
 class _NotUnit(Exception):
