@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", default="generated", metavar="DIR", help="output directory (default generated/)")
     b.add_argument("--check", action="store_true", dest="check_only", help="write nothing; exit 1 if a file is stale or hand-edited")
     b.add_argument("--force", action="store_true", help="overwrite generated files that were edited by hand")
-    b.add_argument("--verify", action="store_true", help="import the generated module and compare it with the analysis (needs torch)")
+    b.add_argument("--verify", action="store_true", help="import the generated module; compare it with the analysis and the interpreter (needs torch)")
     b.add_argument("--deploy", action="store_true", help="generate the inference-only deploy module")
 
     for name, helptext in (("diff", "compare two specs"), ("draw", "draw a spec as DOT, SVG or Mermaid"),
@@ -205,6 +205,10 @@ def cmd_build(args) -> int:
     from .build import plan, status
 
     out = _Out(args)
+    if getattr(args, "verify", False):  # before anything is written: --verify cannot run without torch
+        from .verify import require_torch
+
+        require_torch()
     results, errors = plan(_specs(args), args.input, args.num_classes, getattr(args, "deploy", False))
     for exc in errors:
         _report_error(exc, args)
@@ -255,17 +259,24 @@ def _write_files(states: list, args, out: _Out) -> int:
     return EXIT_OK
 
 
+_VERIFIED = ("verified (params, every module's output shape and MACs match the analysis; outputs, aux outputs, "
+             "BatchNorm statistics and gradients match the interpreter in eval and training)")
+_VERIFIED_DEPLOY = "verified (its eval output matches the interpreter)"
+
+
 def _verify_files(states: list, args, out: _Out) -> int:
+    """``build --verify``: each written module against the analysis and the interpreter."""
     from .verify import verify_file
 
+    deploy = getattr(args, "deploy", False)
     failed = 0
     for compiled, path, _, _ in states:
         try:
-            verify_file(compiled, path)
-            out.file(path, "verified", "verified (params, every module's output shape and MACs match the analysis)")
+            verify_file(compiled, path, deploy)
+            out.file(path, "verified", _VERIFIED_DEPLOY if deploy else _VERIFIED)
         except ArchspecError as exc:
             failed += 1
-            out.file(path, "differs", "differs from the analysis", sys.stderr)
+            out.file(path, "differs", "differs from the analysis or the interpreter", sys.stderr)
             for e in flatten(exc):
                 _report_error(e, args)
     return EXIT_SPEC if failed else EXIT_OK

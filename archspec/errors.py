@@ -126,6 +126,12 @@ class VerifyError(ArchspecError):
     stage = "verify"
 
 
+class InterpretError(ArchspecError):
+    """The reference interpreter cannot run a graph (an op without a rule, a missing state tensor)."""
+
+    stage = "interpret"
+
+
 class ErrorList(ArchspecError):
     """Several errors found at once; ``errors`` keeps them in source order."""
 

@@ -45,11 +45,12 @@ ALLOWED = {
     "diff": {"emit", "expand", "graph", "ops", "text", "words"},
     "draw": {"errors", "graph", "ops", "text", "words"},
     "schema": {"ops", "validate"},
+    "interpret": {"errors"},
     # composition: the stage table, the build, its check against torch, the command line
     "pipeline": {"analyse", "diff", "errors", "expand", "generate", "graph", "lint", "load", "lower", "transforms",
                  "validate"},
     "build": {"deploy", "emit", "errors", "generate", "pipeline"},
-    "verify": {"analyse", "emit", "errors"},
+    "verify": {"analyse", "emit", "errors", "interpret"},
     "cli": {"build", "draw", "errors", "files", "pipeline", "report", "resources", "schema", "verify"},
     "__init__": {"deploy", "errors", "generate", "load", "pipeline", "validate", "version"},
     "__main__": {"cli"},
