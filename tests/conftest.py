@@ -1,6 +1,7 @@
 """Shared fixtures: paths, the reference file, a CLI runner and an importable torchvision."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,8 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-SHARED = ROOT.parent / "shared"
-REFERENCE = SHARED / "reference" / "torchvision_ref.json"
+REFERENCE = ROOT / "tests" / "reference" / "reference.json"
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +22,7 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def reference() -> dict:
-    """Facts measured from torchvision 0.28 (../shared/reference/torchvision_ref.json)."""
-    if not REFERENCE.exists():
-        pytest.skip(f"reference file not found: {REFERENCE}")
+    """Facts measured from the reference implementations (tests/reference/README.md)."""
     return json.loads(REFERENCE.read_text())["models"]
 
 
@@ -60,16 +58,16 @@ def compiled():
 _TV_LIB = None
 
 
-@pytest.fixture(scope="session")
-def torchvision():
-    """torchvision 0.28 imported beside the CPU torch wheel.
+def import_torchvision():
+    """torchvision 0.28 imported beside the CPU torch wheel (also used by tests/reference/measure.py).
 
     Its compiled ops are linked against CUDA torch and cannot load, after which the import fails
     with "operator torchvision::nms does not exist". Classification models never call those ops,
     so defining the two schemas first is enough.
     """
     global _TV_LIB
-    torch = pytest.importorskip("torch")
+    import torch
+
     if "torchvision" not in sys.modules:
         try:
             _TV_LIB = torch.library.Library("torchvision", "DEF")
@@ -77,4 +75,14 @@ def torchvision():
             _TV_LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         except RuntimeError:
             pass  # already defined (a real CPU build of torchvision, or a second session)
-    return pytest.importorskip("torchvision")
+    import torchvision
+
+    return torchvision
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    pytest.importorskip("torch")
+    if importlib.util.find_spec("torchvision") is None:  # importing it here would fail (see above)
+        pytest.skip("torchvision is not installed")
+    return import_torchvision()

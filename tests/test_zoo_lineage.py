@@ -1,8 +1,9 @@
 """The rest of the Inception lineage: BN-Inception, Inception-v4 and Inception-ResNet-v2.
 
-Each spec matches an established implementation outside torchvision, measured once with random
-weights (eval, batch 1; MACs = torch.utils.flop_counter total / 2) and hard-coded here, so these
-tests need neither that implementation nor torch:
+Each spec matches an established implementation outside torchvision, measured with random weights
+(eval, batch 1; MACs = fvcore's conv + linear count = torch.utils.flop_counter total / 2) by
+tests/reference/measure.py into tests/reference/reference.json; the numbers are also written out
+here, and one test checks that the two agree. These tests need neither that implementation nor torch:
 
 * inception_v2: Cadene's pretrainedmodels 0.7.4, ``bninception`` (Caffe layout, flat names);
 * inception_v4, inception_resnet_v2: timm 1.0.31, ``inception_v4`` / ``inception_resnet_v2``.
@@ -63,6 +64,19 @@ def test_totals_match_the_measured_reference(name, compiled):
     assert not c.graph.aux  # none of the three references has an aux head
     e = c.resolved.spec.expect
     assert (e.params, e.params_eval, e.buffers, e.macs, e.depth, e.output) == (params, params, buffers, macs, depth, [1000])
+
+
+@pytest.mark.parametrize("name", list(MEASURED))
+def test_measured_numbers_are_the_reference_files(name, compiled, reference):
+    params, buffers, macs, _, nkeys, digest = MEASURED[name]
+    ref = reference[name]
+    assert (ref["params_total"], ref["buffer_elements"], ref["fvcore_conv_linear_macs"]) == (params, buffers, macs)
+    assert ref["flopcounter_total"] == 2 * macs
+    assert ref["eval_output_shape"] == [1, 1000] and ref["input_size"] == [1, *INPUT[name]]
+    assert ref["eval_children_not_executed"] == []
+    entries = [(key, tuple(shape)) for key, shape, *_ in ref["state_dict"]]
+    assert (len(entries), _fingerprint(entries)) == (nkeys, digest)
+    assert state_dict_shapes(compiled(f"specs/{name}.yaml").graph) == entries
 
 
 @pytest.mark.parametrize("name", list(MEASURED))

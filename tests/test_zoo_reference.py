@@ -1,6 +1,6 @@
 """The torchvision-layout zoo checks, to the unit, against torchvision 0.28 (no torch needed).
 
-For each spec the reference file (../shared/reference/torchvision_ref.json) gives what torchvision
+For each spec the reference file (tests/reference/reference.json) gives what torchvision
 measured: total parameters with and without aux heads, fvcore's conv+linear MACs, the eval output
 shape of every top-level child, the ordered state_dict and, for the Inception family, every leaf
 module's repr. Each spec is compiled once per session (``compiled`` fixture); ``compile_spec``
