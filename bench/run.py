@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-SECTIONS = ("check", "analysis", "scaling", "build", "forward")
+SECTIONS = ("check", "analysis", "scaling", "refuse", "build", "forward")
 SCALING_BLOCKS = (10, 100, 1000)
 
 
@@ -67,6 +67,28 @@ def child_compile(spec: str, memory: bool) -> dict:
     elapsed = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1] if memory else None
     return {"seconds": elapsed, "peak": peak, "nodes": c.graph.number_of_nodes(), "params": c.analysis.totals.params}
+
+
+def child_refuse(paths: list) -> dict:
+    """Seconds until each hostile spec is refused, in one warm process (the tests bound the work
+    these take in counts; the times live here)."""
+    import gc
+
+    from archspec.errors import ArchspecError
+    from archspec.pipeline import compile_spec
+
+    gc.disable()
+    compile_spec(str(ROOT / "specs" / "googlenet.yaml"))
+    out = {}
+    for path in paths:
+        t = time.perf_counter()
+        try:
+            compile_spec(path)
+        except ArchspecError:
+            out[path] = time.perf_counter() - t
+        else:
+            raise SystemExit(f"bench: {path} was not refused")
+    return out
 
 
 def child_check(spec: str) -> None:
@@ -297,6 +319,27 @@ def run_scaling(rep: Report, env: dict, rounds: int, tmp: Path) -> None:
     rep.add("  peak memory m(1000) / m(100)", f"{mem[1000] / mem[100]:.2f}", "<= 12 (linear)", mem[1000] / mem[100] <= 12)
 
 
+# hostile spec -> (what it is, the goal in seconds)
+REFUSE = {"alias_bomb.yaml": ("alias bomb (10^10 values)", 0.5), "deep_flow.yaml": ("50,000 nested brackets", 1.0),
+          "repeat_huge.yaml": ("repeat count 10^6", 1.0), "network_too_large.yaml": ("10^6 layers of nested repeats", 1.0),
+          "block_fanout.yaml": ("2^20 block instances", 3.0)}
+
+
+def run_refuse(rep: Report, env: dict, rounds: int, tmp: Path) -> None:
+    hostile = ROOT / "tests" / "hostile"
+    paths = {name: str(hostile / name) for name in REFUSE}
+    lines = ["archspec: 1", "a0: &a0 [" + ", ".join(["lol"] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    paths["alias_bomb.yaml"] = str(tmp / "alias_bomb.yaml")
+    Path(paths["alias_bomb.yaml"]).write_text("\n".join(lines) + "\n")
+    paths["deep_flow.yaml"] = str(tmp / "deep_flow.yaml")
+    Path(paths["deep_flow.yaml"]).write_text("layers: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    runs = [_child(env, "refuse", *paths.values()) for _ in range(rounds)]
+    for name, (what, goal) in REFUSE.items():
+        t = statistics.median(r[paths[name]] for r in runs)
+        rep.add(f"refuse {what}", f"{t * 1000:.0f} ms", f"<= {goal:g} s", t <= goal)
+
+
 def run_build(rep: Report, env: dict, rounds: int, tmp: Path) -> None:
     cmd = [PY, "-m", "archspec", "build", "-o", str(tmp / "build"), "specs/inception_v3.yaml"]
     _wall(cmd, env)
@@ -359,6 +402,7 @@ def main(argv=None) -> int:
         result = {"analysis": lambda: child_analysis(int(rest[0])),
                   "compile": lambda: child_compile(rest[0], "--memory" in rest),
                   "dicts": lambda: child_dicts(int(rest[0])),
+                  "refuse": lambda: child_refuse(rest),
                   "forward": lambda: child_forward(rest[0], int(rest[1]), int(rest[2]))}[what]()
         print(json.dumps(result))
         return 0
@@ -380,6 +424,8 @@ def main(argv=None) -> int:
             run_analysis(rep, env, 10 if quick else 50)
         if "scaling" in only:
             run_scaling(rep, env, 1 if quick else 9, tmp)
+        if "refuse" in only:
+            run_refuse(rep, env, 1 if quick else 5, tmp)
         if "build" in only:
             run_build(rep, env, 2 if quick else 7, tmp)
         if "forward" in only:
