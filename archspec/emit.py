@@ -14,6 +14,7 @@ through the functions of this module or as identifiers validated against these n
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -93,11 +94,17 @@ def template_dir() -> str:
 
 def render(template: str, context: dict) -> str:
     """A template of templates/ filled in; templates lay text out, decisions are made in Python."""
+    return _environment(template_dir()).get_template(template).render(**context)
+
+
+@functools.lru_cache(maxsize=None)
+def _environment(directory: str):
+    """One Jinja environment per template directory: it caches the compiled templates, and
+    compiling module.py.j2 was 12 of the 12.5 ms that generating AlexNet took."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir()), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    return env.get_template(template).render(**context)
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(directory), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
 
 
 # --- the header --------------------------------------------------------------------------------
