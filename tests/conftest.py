@@ -14,6 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 REFERENCE = ROOT / "tests" / "reference" / "reference.json"
 
+# torch on one thread, here and in every process a test starts (read when torch is imported). The
+# tests run small forward passes; with two threads on a 2-core machine that other work shares, each
+# op waits for the busy core and forward passes ran 3-5x slower than on one thread (resnet152,
+# batch 2: 2.0-3.5 s against 0.8-0.9 s). An explicit OMP_NUM_THREADS wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session")
 def root() -> Path:
@@ -53,6 +59,33 @@ def compiled():
         return cache[path]
 
     return get
+
+
+def randomise_batchnorm(model) -> None:
+    """BatchNorm statistics and affine parameters away from 0/1, so that eval-mode BatchNorm is not
+    the identity and a misplaced or missing one shows in the outputs."""
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+
+
+def load_into(cls, state: dict):
+    """``cls()`` holding a copy of ``state``, loaded strictly. Built on the meta device: the
+    default initialisation of a large network (VGG's 138M weights) costs more than the test."""
+    import torch
+
+    with torch.device("meta"):
+        mine = cls()
+    assert list(mine.state_dict()) == list(state)  # same keys, same order: no renaming needed
+    mine.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
+    return mine
 
 
 _TV_LIB = None

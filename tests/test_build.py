@@ -41,6 +41,7 @@ def built(tmp_path_factory, compiled):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ALL_SPECS)
 def test_generated_module_matches_analysis(built, spec):
     """The oracle: parameters, state_dict, every module's output shape and MACs equal the analysis."""
@@ -61,6 +62,7 @@ def test_generated_module_imports_only_torch_and_stdlib(built, spec):
     assert roots <= {"torch", "collections", "typing"}, roots
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", [s for s in ALL_SPECS if s.endswith(("googlenet.yaml", "inception_v3.yaml"))])
 def test_training_outputs_and_aux_loss(built, spec):
     c, module, _ = built(spec)
@@ -93,6 +95,7 @@ def test_training_outputs_and_aux_loss(built, spec):
     assert torch.allclose(module.loss(logits, target), torch.nn.functional.cross_entropy(logits, target))
 
 
+@pytest.mark.slow
 def test_aux_logits_false_removes_aux_modules(built):
     c, module, _ = built("specs/googlenet.yaml")
     model = module.GoogLeNet(aux_logits=False)
@@ -111,6 +114,7 @@ def test_dropout_rates_are_constructor_arguments(built):
     assert model.aux1.dropout.p == 0.5 and model.aux2.dropout.p == 0.5
 
 
+@pytest.mark.slow
 def test_eval_model_passes_torch_export(built):
     _, module, _ = built("specs/googlenet.yaml")
     torch.manual_seed(0)
@@ -217,6 +221,7 @@ def test_header_names_spec_and_body_hash():
     assert digest == hashlib.sha256(body.encode()).hexdigest()
 
 
+@pytest.mark.slow
 def test_verify_cli_reports_success(tmp_path):
     proc = run_cli("build", "specs/alexnet.yaml", "-o", tmp_path, "--verify")
     assert proc.returncode == 0, proc.stderr

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ROOT, SPECS, run_cli
 
+pytestmark = pytest.mark.slow  # builds and runs full-size networks (pytest -m "not slow" leaves them out)
 torch = pytest.importorskip("torch")
 
 from archspec.deploy import generate_deploy  # noqa: E402
@@ -22,7 +23,8 @@ ALL_SPECS = [os.path.relpath(p, ROOT) for p in spec_files(str(SPECS))]
 # Inputs smaller than the spec's where the network pools adaptively (the deploy module works at any
 # size the training module accepts); specs not listed run at their own input size.
 SMALL_INPUT = {"inception_v3": 107, "inception_v4": 107, "inception_resnet_v2": 107, "googlenet": 64,
-               "googlenet_factorized": 64, "alexnet": 64, "vgg16": 32, "resnet50": 64, "resnet152": 64}
+               "googlenet_factorized": 64, "alexnet": 64, "vgg16": 32, "vgg16_bn": 64, "resnet18": 64,
+               "resnet50": 64, "resnet152": 64}
 
 
 @pytest.fixture(scope="session")
