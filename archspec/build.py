@@ -16,7 +16,7 @@ def output_name(compiled, deploy: bool = False) -> str:
     return f"{compiled.name}_deploy.py" if deploy else f"{compiled.name}.py"
 
 
-def plan(files: list, input_shape=None, num_classes=None, deploy: bool = False) -> tuple:
+def plan(files: list, input_shape=None, num_classes=None, deploy: bool = False, output: str = "generated") -> tuple:
     """Compile and generate every spec in memory: ([(compiled, filename, text)], [errors])."""
     from .generate import generate
     from .pipeline import compile_spec
@@ -28,9 +28,9 @@ def plan(files: list, input_shape=None, num_classes=None, deploy: bool = False) 
             if deploy:
                 from .deploy import generate_deploy
 
-                text = generate_deploy(compiled)
+                text = generate_deploy(compiled, output)
             else:
-                text = generate(compiled)
+                text = generate(compiled, output)
             results.append((compiled, output_name(compiled, deploy), text))
         except ArchspecError as exc:
             errors.append(exc)

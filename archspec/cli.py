@@ -196,7 +196,8 @@ class _Out:
         return code
 
 
-_STALE_TEXT = {"missing": "missing", "stale": "stale (the spec or archspec changed; run archspec build)",
+_STALE_TEXT = {"missing": "missing",
+               "stale": "stale (the spec, archspec or the build flags changed; its first line has the command that rebuilds it)",
                "edited": "edited by hand (archspec build --force replaces it)"}
 
 
@@ -209,7 +210,7 @@ def cmd_build(args) -> int:
         from .verify import require_torch
 
         require_torch()
-    results, errors = plan(_specs(args), args.input, args.num_classes, getattr(args, "deploy", False))
+    results, errors = plan(_specs(args), args.input, args.num_classes, getattr(args, "deploy", False), args.output)
     for exc in errors:
         _report_error(exc, args)
     if errors:

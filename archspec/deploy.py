@@ -33,7 +33,8 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .emit import DEPLOY_LOCALS, NN_MODULE_ATTRS, class_name_of, doc_lines, py_str, render, spec_label, stamp, wrap_lines
+from .emit import (DEPLOY_LOCALS, NN_MODULE_ATTRS, class_name_of, doc_lines, py_str, rebuild_command, render, spec_label,
+                   stamp, wrap_lines)
 from .errors import GenerateError
 from .graph import Node
 from .ops import OPS
@@ -453,8 +454,9 @@ def _doc_text(text: str) -> list:
     return wrap_lines(doc_lines(text))
 
 
-def generate_deploy(compiled) -> str:
-    """The deploy module's full text, header included (deterministic bytes)."""
+def generate_deploy(compiled, output: str = "generated") -> str:
+    """The deploy module's full text, header included (deterministic bytes); ``output`` is the
+    directory it is written to, for the header's rebuild command."""
     dep = _Deploy(compiled)
     stmts = dep.plan()
     forward = _Forward(dep, stmts).lines()
@@ -484,7 +486,7 @@ def generate_deploy(compiled) -> str:
         "channels_last": has_conv,
         "training_class": class_name_of(spec),
     })
-    return stamp(body, compiled.file, "archspec build --deploy")
+    return stamp(body, compiled.file, rebuild_command(compiled, True, output))
 
 
 def _class_doc(dep: _Deploy, compiled, has_conv: bool) -> list:

@@ -112,6 +112,36 @@ def _environment(directory: str):
 HEADER_MARK = "# archspec-sha256: "
 
 
+def output_label(output: str) -> str:
+    """``-o DIR`` as a header shows it, never an absolute path: as given (normalised) when
+    relative; relative to the current directory when absolute and below it; else the last
+    component."""
+    if not os.path.isabs(output):
+        return os.path.normpath(output).replace(os.sep, "/")
+    rel = os.path.relpath(output)
+    return rel.replace(os.sep, "/") if not rel.startswith("..") else os.path.basename(os.path.normpath(output))
+
+
+def rebuild_command(compiled, deploy: bool = False, output: str = "generated") -> str:
+    """The command that writes a generated file again, for its header (the spec follows): every
+    flag that changes the text (``--deploy``, ``--input`` and ``--num-classes`` where they differ
+    from the spec, and ``-o`` unless it is the default), so that ``build --check`` with the same
+    flags finds it current."""
+    import shlex
+
+    ex = compiled.expanded
+    spec = compiled.resolved.spec
+    words = ["archspec", "build"] + (["--deploy"] if deploy else [])
+    if tuple(ex.input) != tuple(spec.input):
+        words += ["--input", "x".join(map(str, ex.input))]  # as --input takes it
+    if ex.num_classes != spec.num_classes:
+        words += ["--num-classes", str(ex.num_classes)]
+    out = output_label(output)
+    if out != "generated":
+        words += ["-o", shlex.quote(out)]
+    return " ".join(words)
+
+
 def stamp(body: str, file: str, command: str) -> str:
     """The generated file: a header naming the spec, the command that rebuilds it and the body's hash."""
     label = spec_label(file)

@@ -16,7 +16,7 @@ import ast
 import keyword
 from dataclasses import dataclass, field
 
-from .emit import MODULE_NAMES, class_name_of, doc_lines, render, spec_label, stamp, wrap_lines
+from .emit import MODULE_NAMES, class_name_of, doc_lines, rebuild_command, render, spec_label, stamp, wrap_lines
 from .errors import GenerateError
 from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
 from .ops import OPS
@@ -366,7 +366,7 @@ class _Generator:
                 raise GenerateError(f"model argument '{a.name}' clashes with a name the generated module uses", a.loc)
         self.model_layers(scope)
         self.group_aux_init(scope, [h.name for h in ex.aux])
-        params = ["self", f"num_classes: int = {c.resolved.spec.num_classes!r}"]
+        params = ["self", f"num_classes: int = {ex.num_classes!r}"]  # what was built (--num-classes included)
         if ex.aux:
             params.append("aux_logits: bool = True")
         for a in c.resolved.args:
@@ -505,8 +505,9 @@ def _indent(lines):
     return ["    " + line for line in lines]
 
 
-def generate(compiled) -> str:
-    """The generated module's full text, header included (deterministic bytes).
+def generate(compiled, output: str = "generated") -> str:
+    """The generated module's full text, header included (deterministic bytes); ``output`` is the
+    directory it is written to, for the header's rebuild command.
 
     >>> from archspec.pipeline import compile_spec          # doctest: +SKIP
     >>> text = generate(compile_spec("specs/googlenet.yaml"))  # doctest: +SKIP
@@ -516,7 +517,7 @@ def generate(compiled) -> str:
     gen = _Generator(compiled)
     model = gen.model()
     blocks = [code for code in gen.classes.values() if code is not None]
-    return stamp(_render(compiled, gen, model, blocks), compiled.file, "archspec build")
+    return stamp(_render(compiled, gen, model, blocks), compiled.file, rebuild_command(compiled, False, output))
 
 
 def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
