@@ -17,7 +17,8 @@ def output_name(compiled, deploy: bool = False) -> str:
 
 
 def plan(files: list, input_shape=None, num_classes=None, deploy: bool = False, output: str = "generated") -> tuple:
-    """Compile and generate every spec in memory: ([(compiled, filename, text)], [errors])."""
+    """Compile and generate every spec in memory: ([(compiled, filename, text, parameters of the
+    generated module)], [errors])."""
     from .generate import generate
     from .pipeline import compile_spec
 
@@ -25,13 +26,13 @@ def plan(files: list, input_shape=None, num_classes=None, deploy: bool = False, 
     for file in files:
         try:
             compiled = compile_spec(file, input_shape, num_classes)
-            if deploy:
-                from .deploy import generate_deploy
+            if deploy:  # no aux heads and BatchNorm folded: its own parameter count
+                from .deploy import deploy_module
 
-                text = generate_deploy(compiled, output)
+                text, params = deploy_module(compiled, output)
             else:
-                text = generate(compiled, output)
-            results.append((compiled, output_name(compiled, deploy), text))
+                text, params = generate(compiled, output), compiled.analysis.totals.params
+            results.append((compiled, output_name(compiled, deploy), text, params))
         except ArchspecError as exc:
             errors.append(exc)
     return results, errors

@@ -221,10 +221,10 @@ def cmd_build(args) -> int:
         _report_error(GenerateError(f"output path {out_dir} exists and is not a directory"), args)
         return out.close(EXIT_SPEC)
     states = [(c, os.path.join(out_dir, name), text, status(os.path.join(out_dir, name), text))
-              for c, name, text in results]
+              for c, name, text, _ in results]
     if args.check_only:
         return out.close(_check_files(states, out))
-    code = _write_files(states, args, out)
+    code = _write_files(states, args, out, {os.path.join(out_dir, name): n for _, name, _, n in results})
     if code == EXIT_OK and getattr(args, "verify", False):
         code = _verify_files(states, args, out)
     return out.close(code)
@@ -243,7 +243,8 @@ def _check_files(states: list, out: _Out) -> int:
     return EXIT_SPEC if bad else EXIT_OK
 
 
-def _write_files(states: list, args, out: _Out) -> int:
+def _write_files(states: list, args, out: _Out, params: dict) -> int:
+    """Write what is not current; ``params``: each file's module's parameter count, for its line."""
     from .files import write_atomic
 
     edited = [path for _, path, _, st in states if st == "edited"]
@@ -252,11 +253,11 @@ def _write_files(states: list, args, out: _Out) -> int:
             _report_error(GenerateError(f"{path} was edited by hand; not overwritten (use --force to replace it)",
                                         Loc(path)), args)
         return EXIT_SPEC
-    for compiled, path, text, st in states:
+    for _, path, text, st in states:
         if st != "current":
             write_atomic(path, text)
         state = "unchanged" if st == "current" else "written"
-        out.file(path, state, f"{state} ({compiled.analysis.totals.params:,} params)")
+        out.file(path, state, f"{state} ({params[path]:,} params)")
     return EXIT_OK
 
 

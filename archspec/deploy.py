@@ -457,6 +457,11 @@ def _doc_text(text: str) -> list:
 def generate_deploy(compiled, output: str = "generated") -> str:
     """The deploy module's full text, header included (deterministic bytes); ``output`` is the
     directory it is written to, for the header's rebuild command."""
+    return deploy_module(compiled, output)[0]
+
+
+def deploy_module(compiled, output: str = "generated") -> tuple:
+    """(the deploy module's text, as generate_deploy, and its parameter count)."""
     dep = _Deploy(compiled)
     stmts = dep.plan()
     forward = _Forward(dep, stmts).lines()
@@ -486,7 +491,7 @@ def generate_deploy(compiled, output: str = "generated") -> str:
         "channels_last": has_conv,
         "training_class": class_name_of(spec),
     })
-    return stamp(body, compiled.file, rebuild_command(compiled, True, output))
+    return stamp(body, compiled.file, rebuild_command(compiled, True, output)), sum(layer.params for layer in dep.layers)
 
 
 def _class_doc(dep: _Deploy, compiled, has_conv: bool) -> list:
