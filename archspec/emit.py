@@ -45,6 +45,13 @@ def class_name_of(spec) -> str:
     return "".join(part[:1].upper() + part[1:] for part in spec.name.split("_") if part) or "Model"
 
 
+def outputs_class_of(spec) -> str:
+    """The training outputs' namedtuple type (``outputs: {type: ...}``, else the class + Outputs)."""
+    if spec.outputs is not None and spec.outputs.type:
+        return spec.outputs.type
+    return class_name_of(spec) + "Outputs"
+
+
 # --- spec text in generated source -------------------------------------------------------------
 
 def doc_lines(text: str) -> list:

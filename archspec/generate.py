@@ -16,7 +16,8 @@ import ast
 import keyword
 from dataclasses import dataclass, field
 
-from .emit import MODULE_NAMES, class_name_of, doc_lines, rebuild_command, render, spec_label, stamp, wrap_lines
+from .emit import (MODULE_NAMES, class_name_of, doc_lines, outputs_class_of, rebuild_command, render, spec_label, stamp,
+                   wrap_lines)
 from .errors import GenerateError
 from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
 from .ops import OPS
@@ -24,6 +25,11 @@ from .text import dims, shape_comment
 from .validate import CallItem, MergeItem, NamedItem, RepeatItem
 
 _TYPES = {"int": "int", "float": "float", "bool": "bool", "size": "int | tuple[int, int]", "number": "float"}
+
+
+def _outputs_loc(data, key: str):
+    raw = data.get("outputs") if hasattr(data, "get") else None
+    return raw.loc_of(key).at(f"outputs.{key}") if hasattr(raw, "loc_of") and key in raw else None
 
 
 # --- classes -----------------------------------------------------------------------------------
@@ -58,13 +64,14 @@ class _Scope:
     locals_used: set = field(default_factory=set)
     init: list = field(default_factory=list)
     forward: list = field(default_factory=list)
+    taken: set = field(default_factory=set)  # module-level names forward reads (the outputs type)
 
     def local(self, want: str) -> str:
         base = want if is_identifier(want) and want not in MODULE_NAMES else f"{want}_"
         if not is_identifier(base):
             base = "t"
         name, i = base, 1
-        while name in self.locals_used or name in MODULE_NAMES or name in self.arg_names:
+        while name in self.locals_used or name in MODULE_NAMES or name in self.arg_names or name in self.taken:
             i += 1
             name = f"{base}_{i}"
         self.locals_used.add(name)
@@ -84,12 +91,16 @@ class _Generator:
         self.classes: dict = {}  # block name -> ClassCode (insertion = emission order)
         self.out_channels: dict = {}  # block name -> ast expr over its args (None: not symbolic)
         self.model_class = class_name_of(compiled.resolved.spec)
+        self.outputs_class = outputs_class_of(compiled.resolved.spec)
+        data = compiled.resolved.data
         if {self.model_class, self.model_class + "Outputs"} & MODULE_NAMES:  # e.g. class_name: F
-            data = compiled.resolved.data
             key = "class_name" if "class_name" in data else "name"
             raise GenerateError(f"model class '{self.model_class}' clashes with a name the generated module uses",
                                 data.loc_of(key) if hasattr(data, "loc_of") else None)
-        self.reserved = MODULE_NAMES | {self.model_class, self.model_class + "Outputs"}
+        if compiled.expanded.aux and (self.outputs_class in MODULE_NAMES or self.outputs_class == self.model_class):
+            raise GenerateError(f"outputs type '{self.outputs_class}' clashes with a name the generated module uses",
+                                _outputs_loc(data, "type"))
+        self.reserved = MODULE_NAMES | {self.model_class, self.model_class + "Outputs", self.outputs_class}
         for name in self.blocks:
             if name in self.reserved or keyword.iskeyword(name):
                 raise GenerateError(f"block name '{name}' clashes with a name the generated module uses", self.blocks[name].loc)
@@ -360,7 +371,8 @@ class _Generator:
     def model(self) -> ClassCode:
         c = self.c
         ex = c.expanded
-        scope = _Scope(self.model_class, [ex.model], {"num_classes", *(a.name for a in c.resolved.args)})
+        scope = _Scope(self.model_class, [ex.model], {"num_classes", *(a.name for a in c.resolved.args)},
+                       taken={self.outputs_class} if ex.aux else set())
         for a in c.resolved.args:
             if a.name in self.reserved or a.name in self.blocks:
                 raise GenerateError(f"model argument '{a.name}' clashes with a name the generated module uses", a.loc)
@@ -377,10 +389,10 @@ class _Generator:
             init.append(f"self.{n} = {n}")
         forward = list(scope.forward)
         if ex.aux:
-            fields = ", ".join(["x", *(h.name for h in ex.aux)])
+            values = ", ".join("x" if source == "main" else source for _, source in c.resolved.output_fields())
             forward += ["if self.training and self.aux_logits:",
-                        f"    return {self.model_class}Outputs({fields})", "return x"]
-            fsig = f"self, x: Tensor) -> Union[Tensor, {self.model_class}Outputs]"
+                        f"    return {self.outputs_class}({values})", "return x"]
+            fsig = f"self, x: Tensor) -> Union[Tensor, {self.outputs_class}]"
         else:
             forward.append("return x")
             fsig = "self, x: Tensor) -> Tensor"
@@ -422,7 +434,9 @@ class _Generator:
                 f"MACs: {t.macs:,} (conv + linear multiply-adds, batch 1, eval; FLOPs = 2 x MACs)."]
         if ex.aux:
             heads = ", ".join(f"{h.name} (from {h.source}, loss weight {h.loss_weight:g})" for h in ex.aux)
-            doc += [f"Aux heads, run in training only: {heads}."]
+            doc += [f"Aux heads, run in training only: {heads}. In training mode forward returns "
+                    f"{self.outputs_class}({', '.join(n for n, _ in c.resolved.output_fields())}), in eval mode "
+                    f"the output tensor."]
         return wrap_lines(doc)
 
     def aux_init(self, head, aux_item, scope: _Scope) -> None:
@@ -523,15 +537,19 @@ def generate(compiled, output: str = "generated") -> str:
 def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
     ex = compiled.expanded
     spec = compiled.resolved.spec
-    for h in ex.aux:
-        if h.name in ("logits", "count", "index") or h.name in gen.reserved:
+    fields = compiled.resolved.output_fields()
+    field_of = {source: name for name, source in fields}
+    for h in ex.aux:  # the head's output is a local variable of forward, and by default a field
+        if h.name in gen.reserved or (compiled.resolved.outputs is None and h.name in ("logits", "count", "index")):
             raise GenerateError(f"aux head name '{h.name}' clashes with a name of the outputs namedtuple", h.loc)
-    heads = [{"name": h.name, "weight": repr(float(h.loss_weight))} for h in ex.aux]
+    heads = [{"field": field_of[h.name], "weight": repr(float(h.loss_weight))} for h in ex.aux]
     return render("module.py.j2", {
         "title": doc_lines(f"{spec.name}: {spec.description}" if spec.description else spec.name),
         "model": model,
         "blocks": blocks,
-        "outputs": f"{model.name}Outputs" if ex.aux else None,
+        "outputs": gen.outputs_class if ex.aux else None,
+        "fields": [{"name": name, "aux": source != "main"} for name, source in fields],
+        "main_field": field_of["main"],
         "heads": heads,
-        "exports": [model.name, *([f"{model.name}Outputs"] if ex.aux else []), "loss"],
+        "exports": [model.name, *([gen.outputs_class] if ex.aux else []), "loss"],
     })

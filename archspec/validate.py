@@ -45,6 +45,22 @@ class AuxDef(_Model):
         return v
 
 
+class Outputs(_Model):
+    """What the model returns in training when it has aux heads: a namedtuple, named and ordered."""
+
+    type: str | None = Field(None, description="the namedtuple's type name (default: the model class + 'Outputs')")
+    fields: dict[str, str] | None = Field(
+        None, description="field name -> `main` (the network's output) or an aux head's name, in order; every one "
+                          "exactly once (default: logits: main, then one field per aux head, named after it)")
+
+    @field_validator("type")
+    @classmethod
+    def _ident(cls, v):
+        if v is not None and (not exprs.is_identifier(v) or v.startswith("_")):
+            raise ValueError(f"'{v}' must be a Python identifier (letters, digits, _; not a keyword; not starting with _ or a digit)")
+        return v
+
+
 class Expect(_Model):
     """Totals that ``archspec check`` verifies."""
 
@@ -89,6 +105,7 @@ class Spec(_Model):
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list[Any]
     aux: dict[str, AuxDef] = Field(default_factory=dict)
+    outputs: Outputs | None = Field(None, description="the training-mode outputs of a spec with aux heads")
     transforms: list[Transform] = Field(default_factory=list)
     expect: Expect | None = None
 
@@ -207,10 +224,17 @@ class Resolved:
     layers: list
     aux: list
     data: Any = field(repr=False, default=None)
+    outputs: list | None = None  # [(field, "main" or an aux head's name)] as the spec orders them; None: the default
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def output_fields(self) -> list:
+        """The training outputs' fields in order: [(field, "main" or an aux head's name)]."""
+        if self.outputs is not None:
+            return self.outputs
+        return [("logits", "main")] + [(a.name, a.name) for a in self.aux]
 
 
 class _Items:
@@ -437,8 +461,43 @@ def validate(data, file: str) -> Resolved:
     model_args = _model_args(doc, errors) if isinstance(doc.get("args"), dict) else []
     layers = items.seq(doc["layers"], loc_of(doc, "layers"), False) if isinstance(doc.get("layers"), list) else []
     aux = _aux_heads(doc.get("aux"), items, file) if isinstance(doc.get("aux"), dict) else []
+    outputs = None
+    if isinstance(doc.get("outputs"), dict):
+        outputs = _outputs(doc, [a.name for a in aux], errors, file)
     raise_all(errors)
-    return Resolved(spec, file, model_args, blocks, layers, aux, data)
+    return Resolved(spec, file, model_args, blocks, layers, aux, data, outputs)
+
+
+def _outputs(data, heads: list, errors: list, file: str) -> list | None:
+    """``outputs.fields`` as [(field, source)], every error collected (the types are pydantic's)."""
+    raw = data["outputs"]
+    if not heads:
+        errors.append(SpecError("outputs: this spec has no aux heads, so its model returns the output tensor in "
+                                "training as in eval (remove outputs:, or set outputs: null in a variant)",
+                                _key_loc(data, "outputs").at("outputs")))
+        return None
+    fields = raw.get("fields")
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        return None  # default fields, or a type error that pydantic reports
+    out, seen = [], {}
+    for name, source in fields.items():
+        at = _key_loc(fields, name).at(f"outputs.fields.{name}")
+        vat = (loc_of(fields, name) or at).at(f"outputs.fields.{name}")
+        if not exprs.is_identifier(name) or name.startswith("_"):
+            errors.append(SpecError(f"output field '{name}' must be a Python identifier, not a keyword and not starting with _", at))
+        elif name in ("count", "index"):
+            errors.append(SpecError(f"output field '{name}' would hide the tuple method of that name", at))
+        if source != "main" and source not in heads:
+            errors.append(SpecError(f"'{source}' is neither main nor an aux head (aux heads: {', '.join(heads)})", vat))
+        elif source in seen:
+            errors.append(SpecError(f"'{source}' is already the field '{seen[source]}'", vat))
+        seen[source] = name
+        out.append((name, source))
+    missing = [s for s in ["main", *heads] if s not in seen]
+    if missing:
+        errors.append(SpecError(f"outputs.fields must give main and every aux head a field; missing: {', '.join(missing)}",
+                                (loc_of(raw, "fields") or Loc(file)).at("outputs.fields")))
+    return out
 
 
 def _blocks(raw, items: _Items, file: str) -> dict:
@@ -483,6 +542,9 @@ def _aux_heads(raw_aux: dict, items: _Items, file: str) -> list:
             continue  # reported by pydantic
         try:
             items.check_name(name, at)
+            if name == "main":
+                raise SpecError("'main' names the main network (its part, and its output in outputs:); "
+                                "an aux head needs another name", at)
             module = items.item({name: body["module"]}, at, False) if not isinstance(body["module"], (dict,)) else None
             if module is None:
                 raise SpecError("aux module must be a call or a list of layers", loc_of(body, "module"))

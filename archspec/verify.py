@@ -296,18 +296,15 @@ def _input(prog, seed: int, batch: int = BATCH):
 
 def outputs_of(compiled, out) -> tuple:
     """(main output, {aux head: output}) of a generated model's training forward: a tensor, or the
-    outputs namedtuple (fields named after the heads, else by position: main first, then the heads
-    in spec order). The one place that reads the generated outputs' layout."""
+    outputs namedtuple, read by position in the spec's layout (``outputs:``, else main first, then
+    the heads in spec order). The one place that reads the generated outputs' layout."""
     import torch
 
     heads = list(compiled.graph.aux)
     if isinstance(out, torch.Tensor) or not heads:
         return out, {}
-    fields = getattr(out, "_fields", ())
-    if all(h in fields for h in heads) and len(fields) == len(heads) + 1:
-        main = [f for f in fields if f not in heads][0]
-        return getattr(out, main), {h: getattr(out, h) for h in heads}
-    return out[0], dict(zip(heads, list(out)[1:]))
+    by_source = {source: value for (_, source), value in zip(compiled.resolved.output_fields(), out)}
+    return by_source.get("main"), {h: by_source.get(h) for h in heads}
 
 
 def _compare(what: str, got, want, errors: list, where, floor: float = 0.0) -> None:

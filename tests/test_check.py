@@ -135,7 +135,7 @@ def test_googlenet_without_aux_variant(tmp_path, reference):
     (tmp_path / "lib" / "basic.yaml").write_text((ROOT / "specs/lib/basic.yaml").read_text())
     (tmp_path / "googlenet.yaml").write_text((ROOT / "specs/googlenet.yaml").read_text())
     (tmp_path / "noaux.yaml").write_text("archspec: 1\nextends: googlenet.yaml\nname: googlenet_noaux\n"
-                                         "aux: {aux1: null, aux2: null}\nexpect: {params: 6624904}\n")
+                                         "aux: {aux1: null, aux2: null}\noutputs: null\nexpect: {params: 6624904}\n")
     c = compile_spec(str(tmp_path / "noaux.yaml"))
     assert c.analysis.totals.params == c.analysis.totals.params_eval == 6_624_904
     assert state_dict_shapes(c.graph) == _ref_state(reference["googlenet_noaux"])

@@ -34,7 +34,7 @@ def _worker(rank: int, world: int, port: int, path: str, results):
             x = torch.randn(2, 3, 64, 64, generator=gen)
             y = torch.randint(0, 10, (2,), generator=gen)
             out = model(x)
-            assert out._fields == ("logits", "aux1", "aux2")
+            assert out._fields == ("logits", "aux_logits2", "aux_logits1")  # torchvision's GoogLeNetOutputs
             loss = module.loss(out, y)
             opt.zero_grad()
             loss.backward()

@@ -623,6 +623,13 @@ NAME_ATTACKS = [
      "aux:\n  logits: {from: c, loss_weight: 0.1, module: [flatten, 'linear(2)']}\n"),
     ("aux name", SMALL.replace("layers:\n", "layers:\n  - c: conv2d(3, 1)\n") +
      "aux:\n  aux_logits: {from: c, loss_weight: 0.1, module: [flatten, 'linear(2)']}\n"),
+    ("outputs type", RICH + "outputs: {type: torch}\n"),
+    ("outputs type", RICH + "outputs: {type: Unit}\n"),
+    ("outputs type", RICH + "outputs: {type: head}\n"),
+    ("outputs type", RICH + "outputs: {type: u}\n"),
+    ("outputs field", RICH + "outputs: {fields: {logits: main, __class__: head}}\n"),
+    ("outputs field", RICH + "outputs: {fields: {x: main, self: head}}\n"),
+    ("outputs field", RICH + "outputs: {fields: {'a\"]); import os #': main, h: head}}\n"),
     ("number as string", SMALL.replace("num_classes: 10", "num_classes: \"10); import os #\"")),
     ("number as string", SMALL.replace("layers:\n", "args:\n  d: float = \"0.5); import os #\"\nlayers:\n")),
     ("number as string", SMALL.replace("layers:\n", "layers:\n  - d: dropout(\"0.5\")\n")),

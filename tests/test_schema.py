@@ -56,6 +56,8 @@ BASE = {"archspec": 1, "name": "n", "input": [3, 32, 32], "layers": ["relu"]}
     ({**BASE, "aux": {"a": {"from": "x", "module": "relu"}}}, "aux head without loss_weight"),
     ({"archspec": 1, "description": "lib", "blocks": {}, "layers": ["relu"]}, "a network without name/input"),
     ({"archspec": 1, "extends": "g.yaml", "edit": [{"replace": "x"}]}, "replace without with"),
+    ({**BASE, "outputs": {"fields": ["logits", "aux1"]}}, "outputs fields are a mapping, not a list"),
+    ({**BASE, "outputs": {"order": ["logits"]}}, "an unknown key of outputs"),
 ])
 def test_schema_refuses(validator, doc, why):
     assert list(validator.iter_errors(doc)), why
@@ -69,6 +71,8 @@ def test_schema_refuses(validator, doc, why):
     {"archspec": 1, "extends": "googlenet.yaml", "name": "v", "blocks": {"Old": None},
      "edit": [{"after": "conv1", "insert": [{"n": "relu"}]}, {"remove": "maxpool1"}]},
     {"archspec": 1, "use": ["basic.yaml"], "blocks": {"B": {"args": {"c": {"type": "size", "default": 1}}, "layers": []}}},
+    {**BASE, "outputs": {"type": "GoogLeNetOutputs", "fields": {"logits": "main", "aux_logits2": "aux2"}}},
+    {"archspec": 1, "extends": "googlenet.yaml", "aux": {"aux1": None, "aux2": None}, "outputs": None},
 ])
 def test_schema_accepts(validator, doc):
     assert [e.message for e in validator.iter_errors(doc)] == []

@@ -29,7 +29,7 @@ CASES = {
     "flow_comma_mapping": "7:12: error: the call 'conv2d(8' is cut at a comma: inside YAML braces {a: b} commas "
                           "separate entries; write 'conv: ...' in block style or quote the call",
     # --- validation: the document's fields (pydantic) ----------------------------------------------
-    "unknown_field": "9:1: error: unknown field 'outputs'",
+    "unknown_field": "9:1: error: unknown field 'returns'",
     "missing_field": "1:1: error: missing required field 'input'",
     "field_type": "3:8: error: 'input': should be a valid list, got str '3x224x224'",
     "bad_version": "1:11: error: unsupported spec version: expected 'archspec: 1'",

@@ -8,6 +8,7 @@ from conftest import ROOT, load_into, randomise_batchnorm
 
 pytestmark = pytest.mark.slow  # builds and runs full-size networks (pytest -m "not slow" leaves them out)
 torch = pytest.importorskip("torch")
+F = torch.nn.functional
 
 from archspec.verify import import_generated  # noqa: E402
 
@@ -48,25 +49,54 @@ def test_torchvision_weights_load_and_outputs_match(torchvision, name, builder, 
     assert diff <= 1e-5
 
 
-@pytest.mark.parametrize("name,builder,kwargs,fields", [
-    ("googlenet", "googlenet", {"aux_logits": True, "init_weights": False},
-     {"logits": "logits", "aux1": "aux_logits1", "aux2": "aux_logits2"}),
-    ("inception_v3", "inception_v3", {"aux_logits": True, "init_weights": False},
-     {"logits": "logits", "AuxLogits": "aux_logits"}),
+# Training steps written for torchvision's models, as a user's loop would be: they unpack the
+# outputs by position and read them by name, and weight the aux losses as torchvision's models are
+# trained (GoogLeNet: 0.3 each; Inception v3: 0.4). They return each cross-entropy separately, so
+# that an aux head in the wrong field shows (both of GoogLeNet's are weighted 0.3).
+def googlenet_step(model, x, target):
+    outputs = model(x)
+    logits, aux2, aux1 = outputs  # GoogLeNetOutputs(logits, aux_logits2, aux_logits1)
+    terms = [F.cross_entropy(logits, target), F.cross_entropy(aux1, target), F.cross_entropy(aux2, target)]
+    by_name = [F.cross_entropy(outputs.logits, target), F.cross_entropy(outputs.aux_logits1, target),
+               F.cross_entropy(outputs.aux_logits2, target)]
+    return terms[0] + 0.3 * terms[1] + 0.3 * terms[2], terms + by_name, outputs
+
+
+def inception_v3_step(model, x, target):
+    outputs = model(x)
+    logits, aux = outputs  # InceptionOutputs(logits, aux_logits)
+    terms = [F.cross_entropy(logits, target), F.cross_entropy(aux, target)]
+    by_name = [F.cross_entropy(outputs.logits, target), F.cross_entropy(outputs.aux_logits, target)]
+    return terms[0] + 0.4 * terms[1], terms + by_name, outputs
+
+
+@pytest.mark.parametrize("name,builder,step,size", [
+    ("googlenet", "googlenet", googlenet_step, 224),
+    ("inception_v3", "inception_v3", inception_v3_step, 299),
 ], ids=["googlenet", "inception_v3"])
-def test_training_aux_outputs_match(torchvision, name, builder, kwargs, fields):
-    ref, mine = _pair(torchvision, name, builder, kwargs)
-    for model in (ref, mine):
+def test_torchvision_training_loops_run_unchanged(torchvision, name, builder, step, size):
+    """The same loop, the same weights (BatchNorm randomised), the same batches and the same dropout
+    masks (one seed before each step on both sides): the same losses, step after step, and the
+    same weights and BatchNorm statistics after them."""
+    ref, mine = _pair(torchvision, name, builder, {"aux_logits": True, "init_weights": False})
+    ref_type = {"googlenet": torchvision.models.GoogLeNetOutputs, "inception_v3": torchvision.models.InceptionOutputs}[name]
+    losses = {}
+    for side, model in (("torchvision", ref), ("generated", mine)):
         model.train()
-        for m in model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
-    size = 299 if name == "inception_v3" else 224
-    x = torch.randn(2, 3, size, size)
-    with torch.no_grad():
-        a, b = ref(x), mine(x)
-    for ours, theirs in fields.items():
-        assert (getattr(a, theirs) - getattr(b, ours)).abs().max().item() <= 1e-5, ours
-    # BatchNorm running statistics were updated identically in training mode
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        data = torch.Generator().manual_seed(1)
+        losses[side] = []
+        for i in range(2):
+            x = torch.randn(2, 3, size, size, generator=data)
+            target = torch.randint(0, 1000, (2,), generator=data)
+            torch.manual_seed(100 + i)  # the dropout masks
+            loss, terms, outputs = step(model, x, target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses[side].append([loss.item()] + [t.item() for t in terms])
+        assert type(outputs).__name__ == ref_type.__name__ and outputs._fields == ref_type._fields
+    assert losses["generated"] == losses["torchvision"]  # identical, to the last bit
+    assert len(set(losses["generated"][0])) > 2  # the terms differ from one another: a swap would show
     for (k, va), (_, vb) in zip(ref.state_dict().items(), mine.state_dict().items()):
-        assert torch.equal(va, vb), k
+        assert torch.equal(va, vb), k  # weights after two SGD steps, BatchNorm running statistics

@@ -150,3 +150,15 @@ def test_depth_counts_weight_layers_on_the_longest_path(compiled, spec, depth, w
     main = [n for n in c.graph if n.part == "main"]
     assert sum(1 for n in main if OPS[n.op].weight_layer) == weight_layers
     assert c.analysis.totals.depth == depth
+
+
+@pytest.mark.parametrize("spec,model", [("googlenet", "googlenet_aux"), ("inception_v3", "inception_v3_aux")])
+def test_training_outputs_are_torchvisions(compiled, reference, spec, model):
+    """The namedtuple a training forward returns: torchvision's type name, fields and order."""
+    from archspec.emit import outputs_class_of
+
+    c = compiled(f"specs/{spec}.yaml")
+    ref = reference[model]
+    assert outputs_class_of(c.resolved.spec) == ref["train_output_type"].rsplit(".", 1)[1]
+    assert [name for name, _ in c.resolved.output_fields()] == ref["train_output_fields"]
+    assert reference[model.replace("_aux", "_noaux")]["train_output_fields"] is None  # without aux heads: a tensor
