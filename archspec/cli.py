@@ -53,12 +53,16 @@ def _input_shape(text: str):
 
 
 def _positive(text: str) -> int:
+    from .exprs import MAX_INT
+
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    if v > MAX_INT:  # the bound on every integer of a spec (docs/spec.md, limits)
+        raise argparse.ArgumentTypeError(f"expected at most 10^15, got '{text}'")
     return v
 
 
@@ -77,7 +81,10 @@ def _draw_depth(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .version import __version__
+
     p = _Parser(prog="archspec", description="Architecture-spec compiler for deep vision networks.")
+    p.add_argument("--version", action="version", version=f"archspec {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -92,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="validate specs and print shapes, parameters and MACs")
     common(c)
-    c.add_argument("--depth", type=_depth, default=3, metavar="N", help="collapse modules below N levels (default 3)")
+    c.add_argument("--depth", type=_depth, default=3, metavar="N",
+                   help="show modules down to N levels (default 3; 0: every level, as draw --depth 0)")
 
     b = sub.add_parser("build", help="generate PyTorch modules from specs")
     common(b)
@@ -115,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("spec", metavar="SPEC")
             sp.add_argument("-o", "--output", required=True, metavar="FILE", help="output file: .dot, .svg or .mmd")
             sp.add_argument("--depth", type=_draw_depth, default=1, metavar="N|auto",
-                            help="collapse blocks nested deeper than N (0: every op; auto: the deepest legible depth)")
+                            help="collapse blocks nested deeper than N (0: every op; auto: the shallowest depth that "
+                                 "shows the most detail within 150 boxes and 70 rows)")
             sp.add_argument("--fuse", action="store_true", help="draw conv -> bn -> relu as one box")
     return p
 

@@ -50,14 +50,14 @@ def to_json(c) -> dict:
 
 
 def table(c, depth: int = 3) -> str:
-    """A torchinfo-like table of modules down to ``depth`` levels, then the totals."""
+    """A torchinfo-like table of modules down to ``depth`` levels (0: every level), then the totals."""
     a = c.analysis
     rows = [("Layer (type)", "Output Shape", "Param #", "MACs")]
     for path, m in a.modules.items():
         if not path:
             continue
         level = path.count(".") + 1
-        if level > depth:
+        if depth and level > depth:  # 0: no limit, as draw --depth 0
             continue
         indent = "  " * (level - 1)
         name = path.rsplit(".", 1)[-1]

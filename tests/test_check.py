@@ -184,6 +184,21 @@ def test_usage_errors_exit_2(args, cli_here):
     assert "usage: archspec" in proc.stderr
 
 
+def test_version(cli_here):
+    from archspec import __version__
+
+    proc = cli_here("--version")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"archspec {__version__}\n", "")
+
+
+def test_num_classes_above_the_integer_bound_is_a_usage_error(cli_here):
+    proc = cli_here("check", "specs/alexnet.yaml", "--num-classes", "99999999999999999")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines()[-1] == \
+        "archspec: error: argument --num-classes: expected at most 10^15, got '99999999999999999'"
+    assert cli_here("check", "specs/alexnet.yaml", "--num-classes", str(10**15), "--format", "json").returncode == 0
+
+
 def test_usage_errors_through_the_command():
     proc = run_cli("check", "specs/googlenet.yaml", "--input", "3x224")
     assert proc.returncode == 2 and proc.stdout == ""
@@ -255,6 +270,22 @@ def test_depth_collapses_the_table(cli_here):
                  "Depth (weight layers on the longest path): 22"):
         assert line in shallow.stdout.splitlines()
     assert "multiply-adds of conv and linear layers at batch 1 in eval mode, bias not counted" in shallow.stdout
+
+
+def test_depth_0_lists_every_module_as_draw_depth_0_draws_every_op(cli_here, compiled):
+    every = _rows(cli_here("check", "specs/googlenet.yaml", "--depth", "0").stdout)
+    modules = [p for p in compiled("specs/googlenet.yaml").analysis.modules if p]
+    assert len(every) == len(modules) == 237  # one row a registered module, down to the op modules
+    assert max(level for level, _, _ in every) == max(p.count(".") + 1 for p in modules) == 4
+    assert every == _rows(cli_here("check", "specs/googlenet.yaml", "--depth", "4").stdout)
+
+
+def test_draw_depth_auto_is_described_one_way(cli_here):
+    from archspec.draw import AUTO_BOXES, AUTO_ROWS
+
+    words = f"the shallowest depth that shows the most detail within {AUTO_BOXES} boxes and {AUTO_ROWS} rows"
+    assert words in " ".join(cli_here("draw", "--help").stdout.split())
+    assert words in " ".join((ROOT / "docs" / "draw.md").read_text().split())
 
 
 def test_num_classes_override(check_json):

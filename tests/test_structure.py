@@ -51,7 +51,7 @@ ALLOWED = {
                  "validate"},
     "build": {"deploy", "emit", "errors", "generate", "pipeline"},
     "verify": {"analyse", "emit", "errors", "interpret"},
-    "cli": {"build", "draw", "errors", "files", "pipeline", "report", "resources", "schema", "verify"},
+    "cli": {"build", "draw", "errors", "exprs", "files", "pipeline", "report", "resources", "schema", "verify", "version"},
     "__init__": {"deploy", "errors", "generate", "load", "pipeline", "validate", "version"},
     "__main__": {"cli"},
 }
