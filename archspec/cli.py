@@ -162,7 +162,8 @@ def cmd_check(args) -> int:
     from .report import table, to_json
 
     results, failures, errors_json = [], 0, []
-    for file in _specs(args):
+    files = _specs(args)
+    for file, shown in zip(files, args.specs or files):  # a spec is shown as given (a stock name too)
         try:
             c = compile_spec(file, args.input, args.num_classes)
         except ArchspecError as exc:
@@ -171,9 +172,9 @@ def cmd_check(args) -> int:
             errors_json.extend(e.to_dict() for e in flatten(exc))
             continue
         if args.format == "json":
-            results.append(to_json(c))
+            results.append(to_json(c, shown))
         else:
-            print(table(c, args.depth))
+            print(table(c, args.depth, shown))
     if args.format == "json":
         payload = results[0] if len(results) == 1 and not failures and len(args.specs) <= 1 else results
         print(json.dumps(payload, indent=2))
@@ -305,6 +306,7 @@ def cmd_diff(args) -> int:
     try:
         a, b = resolve_specs([args.a, args.b])  # a name may be a stock spec's
         d = diff_specs(a, b, code=getattr(args, "code", False))
+        d.shown = (args.a, args.b)  # as given: a stock spec's name, not its installed path
     except ArchspecError as exc:
         _report_error(exc, args)
         return DIFF_TROUBLE

@@ -7,8 +7,9 @@ CONVENTION = ("MACs = multiply-adds of conv and linear layers at batch 1 in eval
               "(torchvision's _ops / fvcore conv+linear convention); FLOPs = 2 x MACs.")
 
 
-def to_json(c) -> dict:
-    """One stable object per spec (keys documented in docs/cli.md)."""
+def to_json(c, shown: str | None = None) -> dict:
+    """One stable object per spec (keys documented in docs/cli.md); ``shown``: the spec as the
+    command line gave it (default: the file compiled)."""
     a = c.analysis
     t = a.totals
     g = a.graph
@@ -24,7 +25,7 @@ def to_json(c) -> dict:
                 "params": m["params"], "macs": m["macs"]} for p, m in a.modules.items() if p]
     return {
         "name": c.name,
-        "spec": c.file,
+        "spec": c.file if shown is None else shown,
         "input": batched(g.input_shape),
         "output": batched(a.output),
         "num_classes": c.expanded.num_classes,
@@ -49,7 +50,7 @@ def to_json(c) -> dict:
     }
 
 
-def table(c, depth: int = 3) -> str:
+def table(c, depth: int = 3, shown: str | None = None) -> str:
     """A torchinfo-like table of modules down to ``depth`` levels (0: every level), then the totals."""
     a = c.analysis
     rows = [("Layer (type)", "Output Shape", "Param #", "MACs")]
@@ -74,7 +75,7 @@ def table(c, depth: int = 3) -> str:
         return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
 
     t = a.totals
-    out = [line, f"{c.name}  ({c.file})", line, fmt(rows[0]), "-" * total_width]
+    out = [line, f"{c.name}  ({c.file if shown is None else shown})", line, fmt(rows[0]), "-" * total_width]
     out += [fmt(r) for r in rows[1:]]
     parts = " + ".join(f"{k} {number(v)}" for k, v in t.params_by_part.items())
     g = a.graph

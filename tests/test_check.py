@@ -280,6 +280,15 @@ def test_depth_0_lists_every_module_as_draw_depth_0_draws_every_op(cli_here, com
     assert every == _rows(cli_here("check", "specs/googlenet.yaml", "--depth", "4").stdout)
 
 
+def test_the_spec_is_shown_as_given(cli_here):
+    """A stock spec by name: the JSON's spec and the table's title say what was typed, not the
+    installed file's absolute path."""
+    j = json.loads(cli_here("check", "googlenet", "--format", "json").stdout)
+    assert j["spec"] == "googlenet"
+    assert cli_here("check", "inception_v3.yaml", "--depth", "1").stdout.splitlines()[1] == "inception_v3  (inception_v3.yaml)"
+    assert json.loads(cli_here("check", "specs/alexnet.yaml", "--format", "json").stdout)["spec"] == "specs/alexnet.yaml"
+
+
 def test_draw_depth_auto_is_described_one_way(cli_here):
     from archspec.draw import AUTO_BOXES, AUTO_ROWS
 

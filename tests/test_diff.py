@@ -262,3 +262,21 @@ def test_deltas_add_up_for_every_pair_of_shipped_specs(compiled):
         d = diff_compiled(compiled(a), compiled(b))
         assert_deltas_add_up(d)
         assert d.text() and d.markdown() and json.dumps(d.to_json())
+
+
+def test_specs_are_shown_as_given_and_ratios_one_way(capsys):
+    """`diff googlenet_paper googlenet_factorized` names the stock specs as typed, not as installed
+    files, and writes B/A once: params 13,665,464 / 13,378,280 = 1.02146..., 1.021 in the table,
+    in words and in markdown (the table said 1.022x, from a ratio rounded twice)."""
+    code, text, _ = diff(capsys, "googlenet_paper", "googlenet_factorized")
+    assert code == 1
+    assert text.startswith("A: googlenet_paper  (googlenet_paper)\nB: googlenet_factorized  (googlenet_factorized)\n")
+    assert "  params (training)        13,378,280            13,665,464     +287,184  1.021\n" in text
+    assert "googlenet_factorized/googlenet_paper = 1.021 (2.1% more)" in text
+    code, md, _ = diff(capsys, "googlenet_paper", "googlenet_factorized", "--format", "markdown")
+    assert "A: `googlenet_paper`, B: `googlenet_factorized`" in md
+    assert "| params (training) | 13,378,280 | 13,665,464 | +287,184 | 1.021 |" in md
+    assert "= 1.021 (2.1% more)" in md and "x |" not in md
+    code, js, _ = diff(capsys, "googlenet_paper", PAPER, "--format", "json")
+    j = json.loads(js)
+    assert (j["a"]["spec"], j["b"]["spec"], j["totals"]["params"]["ratio"]) == ("googlenet_paper", PAPER, 1.0)

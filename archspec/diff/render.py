@@ -16,6 +16,10 @@ class Diff:
     b: object
     changes: list
     code: str | None = None  # unified diff of the generated modules (--code)
+    shown: tuple | None = None  # the two specs as the command line gave them (default: the files)
+
+    def _files(self) -> tuple:
+        return self.shown or (self.a.file, self.b.file)
 
     @property
     def identical(self) -> bool:
@@ -75,8 +79,8 @@ class Diff:
 
     def to_json(self) -> dict:
         out = {
-            "a": {"name": self.a.name, "spec": self.a.file},
-            "b": {"name": self.b.name, "spec": self.b.file},
+            "a": {"name": self.a.name, "spec": self._files()[0]},
+            "b": {"name": self.b.name, "spec": self._files()[1]},
             "identical": self.identical,
             "totals": self.totals(),
             "groups": [g.to_json() for g in self.groups],
@@ -92,7 +96,8 @@ class Diff:
     # --- text ---
     def text(self) -> str:
         a, b = self.a, self.b
-        lines = [f"A: {a.name}  ({a.file})", f"B: {b.name}  ({b.file})", ""]
+        fa, fb = self._files()
+        lines = [f"A: {a.name}  ({fa})", f"B: {b.name}  ({fb})", ""]
         groups = self.groups
         if not groups:
             lines.append("The two networks are identical" + (f" ({self.notes()[0]})." if self.notes() else "."))
@@ -132,7 +137,7 @@ class Diff:
         rows = [("", an, bn, "change", "B/A")]
 
         def add(label, row, fmt=number):
-            ratio = f"{row['ratio']:.3f}x" if row.get("ratio") is not None else ""
+            ratio = _ratio_number(row["b"], row["a"]) if row.get("ratio") is not None else ""
             rows.append((label, fmt(row["a"]), fmt(row["b"]), signed(row["delta"]), ratio))
 
         add("params (training)", t["params"])
@@ -176,7 +181,8 @@ class Diff:
     # --- markdown ---
     def markdown(self) -> str:
         a, b = self.a, self.b
-        out = [f"## `{a.name}` -> `{b.name}`", "", f"A: `{a.file}`, B: `{b.file}`", ""]
+        fa, fb = self._files()
+        out = [f"## `{a.name}` -> `{b.name}`", "", f"A: `{fa}`, B: `{fb}`", ""]
         if not self.groups:
             out += ["The two networks are identical.", ""]
         else:
@@ -192,7 +198,7 @@ class Diff:
         for label, key in (("params (training)", "params"), ("params (eval)", "params_eval"), ("buffers", "buffers"),
                            ("MACs (eval)", "macs"), ("depth", "depth")):
             row = t[key]
-            ratio = f"{row['ratio']:.3f}x" if row["ratio"] is not None else ""
+            ratio = _ratio_number(row["b"], row["a"]) if row["ratio"] is not None else ""
             out.append(f"| {label} | {number(row['a'])} | {number(row['b'])} | {signed(row['delta'])} | {ratio} |")
         out.append(f"| output | {t['output']['a']} | {t['output']['b']} | | |")
         out += ["", *(f"- {line}" for line in self._ratio_lines())]
@@ -230,6 +236,11 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _ratio_number(y: int, x: int) -> str:
+    """B/A as every text shows it: three decimals of the exact quotient (the JSON keeps four)."""
+    return f"{y / x:.3f}"
+
+
 def _ratio(y: int, x: int) -> str:
     """'0.108 (9.22x fewer)', '0.947 (5.3% fewer)', '1.000 (equal)'."""
     if not x:
@@ -240,5 +251,5 @@ def _ratio(y: int, x: int) -> str:
     if not y:
         return "0.000"
     if 2 / 3 < r < 1.5:
-        return f"{r:.3f} ({abs(1 - r):.1%} {'fewer' if r < 1 else 'more'})"
-    return f"{r:.3f} ({x / y:.2f}x fewer)" if r < 1 else f"{r:.3f} ({r:.2f}x more)"
+        return f"{_ratio_number(y, x)} ({abs(1 - r):.1%} {'fewer' if r < 1 else 'more'})"
+    return f"{_ratio_number(y, x)} ({x / y:.2f}x fewer)" if r < 1 else f"{_ratio_number(y, x)} ({r:.2f}x more)"
