@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .analyse import Analysis, analyse
-from .errors import ArchspecError, ErrorList, ExpectError, Loc, flatten, raise_all
+from .errors import ArchspecError, ErrorList, ExpectError, LoadError, Loc, flatten, raise_all
 from .expand import Expanded, expand
 from .graph import Graph
 from .lint import lint
@@ -49,6 +49,19 @@ class Compiled:
     graph: Graph  # lowered, linted and analysed: every node's meta is filled
     analysis: Analysis  # totals and per-module figures
     rewrites: list[Rewrite] = field(default_factory=list)  # what each transform changed
+    overrides: dict = field(default_factory=dict)  # command-line overrides: {"input": ..., "num_classes": ...}
+
+    @property
+    def expect_checked(self) -> bool | None:
+        """Whether the spec's expect: was checked (None: it has none); not with overrides."""
+        if self.resolved.spec is None or self.resolved.spec.expect is None:
+            return None
+        return not self.overrides
+
+    @property
+    def override_flags(self) -> str:
+        """The overrides as command-line flags (report's note says expect: was not checked)."""
+        return override_flags(self.overrides)
 
     @property
     def name(self) -> str:
@@ -77,17 +90,67 @@ def compile_spec(file: str, input_shape=None, num_classes: int | None = None, ch
     >>> c.analysis.totals.params
     13004888
     """
-    with _gc_paused():
-        values = run(STAGES, file=file, root=root, input_shape=input_shape, num_classes=num_classes)
-        compiled = Compiled(file, values["resolved"], values["expanded"], values["graph"], values["analysis"])
-        if compiled.resolved.spec.transforms:  # imported only when needed
-            from .transforms import apply_transforms
+    if not os.path.exists(file):
+        raise LoadError(missing_spec_message(file), Loc(file))
+    overrides = {k: v for k, v in (("input", input_shape), ("num_classes", num_classes)) if v is not None}
+    try:
+        with _gc_paused():
+            values = run(STAGES, file=file, root=root, input_shape=input_shape, num_classes=num_classes)
+            compiled = Compiled(file, values["resolved"], values["expanded"], values["graph"], values["analysis"])
+            if compiled.resolved.spec.transforms:  # imported only when needed
+                from .transforms import apply_transforms
 
-            compiled = apply_transforms(compiled, lambda resolved: analysed(resolved, input_shape, num_classes))
-    overridden = input_shape is not None or num_classes is not None
-    if check_expect and not overridden:
+                compiled = apply_transforms(compiled, lambda resolved: analysed(resolved, input_shape, num_classes))
+    except ArchspecError as exc:
+        if overrides and _compiles(file, root):  # the override made the network impossible: say so
+            _blame_overrides(exc, overrides)
+        raise
+    compiled.overrides = overrides
+    if check_expect and not overrides:
         check_expectations(compiled)
     return compiled
+
+
+def override_flags(overrides: dict) -> str:
+    """``--input 3x32x32 --num-classes 10`` for the overrides given."""
+    words = []
+    if "input" in overrides:
+        words.append("--input " + "x".join(map(str, overrides["input"])))
+    if "num_classes" in overrides:
+        words.append(f"--num-classes {overrides['num_classes']}")
+    return " ".join(words)
+
+
+def _compiles(file: str, root: str | None) -> bool:
+    try:
+        compile_spec(file, check_expect=False, root=root)
+    except ArchspecError:
+        return False
+    return True
+
+
+def _blame_overrides(exc: ArchspecError, overrides: dict) -> None:
+    note = f" (with {override_flags(overrides)}; the spec as written compiles)"
+    for e in flatten(exc):
+        e.message += note
+    if len(flatten(exc)) > 1:
+        exc.message = flatten(exc)[0].message
+
+
+def missing_spec_message(file: str) -> str:
+    """No such file; for a bare name, the stock spec it may have meant and the list of them."""
+    import difflib
+
+    from .resources import stock_dir
+
+    message = f"no such file: {file}"
+    if os.sep in file or (os.altsep and os.altsep in file):
+        return message
+    names = [os.path.splitext(os.path.basename(p))[0] for p in spec_files(stock_dir())]
+    stem = os.path.splitext(file)[0]
+    close = difflib.get_close_matches(stem, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{message}, nor a stock spec{hint} (stock specs: {', '.join(names)})"
 
 
 @contextmanager

@@ -29,6 +29,7 @@ def to_json(c, shown: str | None = None) -> dict:
         "input": batched(g.input_shape),
         "output": batched(a.output),
         "num_classes": c.expanded.num_classes,
+        "expect_checked": c.expect_checked,
         "totals": {
             "params": t.params,
             "params_eval": t.params_eval,
@@ -91,5 +92,7 @@ def table(c, depth: int = 3, shown: str | None = None) -> str:
     ]
     for r in c.rewrites:
         out.append(f"Rewrite: {r.describe()}")
+    if c.expect_checked is False:
+        out.append(f"Note: expect: not checked: its totals are for the spec as written, not with {c.override_flags}.")
     out += [f"Note: {CONVENTION}", line]
     return "\n".join(out)

@@ -450,6 +450,10 @@ def _message(err: dict, path: str) -> str:
 def validate(data, file: str) -> Resolved:
     """Check a loaded document and parse its layers; every error is reported at once."""
     errors: list = []
+    if isinstance(data, dict) and "blocks" in data and set(data) <= {"archspec", "description", "use", "blocks"}:
+        # what a use: file holds; its three missing fields would not say what is wrong
+        raise SpecError("this is a library file (blocks only, no name, input or layers): a spec reads it with use:, "
+                        "so check a spec that uses it", getattr(data, "loc", None) or Loc(file, 1, 1))
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

@@ -8,6 +8,7 @@ MACs follow the conv+linear convention: a conv's MACs are out_C * out_H * out_W 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -287,6 +288,50 @@ def test_the_spec_is_shown_as_given(cli_here):
     assert j["spec"] == "googlenet"
     assert cli_here("check", "inception_v3.yaml", "--depth", "1").stdout.splitlines()[1] == "inception_v3  (inception_v3.yaml)"
     assert json.loads(cli_here("check", "specs/alexnet.yaml", "--format", "json").stdout)["spec"] == "specs/alexnet.yaml"
+
+
+def test_a_name_that_is_no_file_gets_the_stock_names(cli_here, tmp_path, monkeypatch):
+    from archspec.pipeline import spec_files
+    from archspec.resources import stock_dir
+
+    monkeypatch.chdir(tmp_path)  # outside any project
+    stock = ", ".join(sorted(os.path.splitext(os.path.basename(p))[0] for p in spec_files(stock_dir())))
+    proc = cli_here("check", "inceptionv3")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip() == ("inceptionv3: error: no such file: inceptionv3, nor a stock spec; did you mean "
+                                   f"inception_v3? (stock specs: {stock})")
+    assert "inception_v3, inception_v4, resnet152" in stock
+    far = cli_here("check", "yolo")  # nothing close: the list alone
+    assert far.stderr.strip() == f"yolo: error: no such file: yolo, nor a stock spec (stock specs: {stock})"
+
+
+def test_a_library_file_is_named_as_such(cli_here):
+    proc = cli_here("check", "specs/lib/basic.yaml")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == (
+        "specs/lib/basic.yaml:2:1: error: this is a library file (blocks only, no name, input or layers): a spec "
+        "reads it with use:, so check a spec that uses it")
+    assert "missing required field" not in proc.stderr
+
+
+def test_overrides_say_that_expect_was_skipped_and_own_their_errors(cli_here):
+    text = cli_here("check", "specs/alexnet.yaml", "--num-classes", "10", "--depth", "1").stdout
+    assert "Note: expect: not checked: its totals are for the spec as written, not with --num-classes 10." in text
+    assert "expect: not checked" not in cli_here("check", "specs/alexnet.yaml", "--depth", "1").stdout
+    flags = ("--input", "3x16x16", "--num-classes", "10")
+    j = json.loads(cli_here("check", "specs/googlenet.yaml", *flags[2:], "--format", "json").stdout)
+    assert j["expect_checked"] is False
+    assert json.loads(cli_here("check", "specs/googlenet.yaml", "--format", "json").stdout)["expect_checked"] is True
+    assert json.loads(cli_here("check", f"{OK}/shapes.yaml", "--format", "json").stdout)["expect_checked"] is None
+    # AlexNet's pools need more than 16 pixels: the error says the override caused it
+    bad = cli_here("check", "specs/alexnet.yaml", *flags)
+    assert bad.returncode == 1
+    assert bad.stderr.splitlines()[0] == (
+        "specs/alexnet.yaml:28:9: error: features.5: maxpool2d kernel 3x3 is larger than the padded input 1x1 "
+        "(with --input 3x16x16 --num-classes 10; the spec as written compiles)")
+    # an error of the spec itself is not blamed on the override
+    broken = cli_here("check", f"{BROKEN}/unknown_op.yaml", *flags)
+    assert "unknown op or block 'swish'" in broken.stderr and "the spec as written compiles" not in broken.stderr
 
 
 def test_draw_depth_auto_is_described_one_way(cli_here):

@@ -47,8 +47,8 @@ ALLOWED = {
     "schema": {"ops", "validate"},
     "interpret": {"errors"},
     # composition: the stage table, the build, its check against torch, the command line
-    "pipeline": {"analyse", "diff", "errors", "expand", "generate", "graph", "lint", "load", "lower", "transforms",
-                 "validate"},
+    "pipeline": {"analyse", "diff", "errors", "expand", "generate", "graph", "lint", "load", "lower", "resources",
+                 "transforms", "validate"},
     "build": {"deploy", "emit", "errors", "generate", "pipeline"},
     "verify": {"analyse", "emit", "errors", "interpret"},
     "cli": {"build", "draw", "errors", "exprs", "files", "pipeline", "report", "resources", "schema", "verify", "version"},
