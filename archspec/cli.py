@@ -189,6 +189,7 @@ class _Out:
     def __init__(self, args):
         self.json = getattr(args, "format", "text") == "json"
         self.records: list = []
+        self.created: str | None = None  # the output directory, when this build made it
 
     def file(self, path: str, state: str, text: str, stream=None) -> None:
         if self.json:
@@ -202,7 +203,8 @@ class _Out:
 
     def close(self, code: int) -> int:
         if self.json:
-            print(json.dumps({"files": self.records, "ok": code == EXIT_OK}, indent=2))
+            created = {"created": self.created} if self.created else {}
+            print(json.dumps({"files": self.records, "ok": code == EXIT_OK, **created}, indent=2))
         return code
 
 
@@ -263,6 +265,10 @@ def _write_files(states: list, args, out: _Out, params: dict) -> int:
             _report_error(GenerateError(f"{path} was edited by hand; not overwritten (use --force to replace it)",
                                         Loc(path)), args)
         return EXIT_SPEC
+    out_dir = os.path.dirname(states[0][1]) if states else None
+    if out_dir is not None and not os.path.isdir(out_dir):  # never silently: `build googlenet` anywhere makes ./generated
+        out.created = out_dir
+        out.note(f"archspec: created {os.path.join(out_dir, '')} (the output directory; -o DIR writes elsewhere)")
     for _, path, text, st in states:
         if st != "current":
             write_atomic(path, text)

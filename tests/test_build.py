@@ -3,6 +3,7 @@ written deterministically and safely."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -314,3 +315,20 @@ def test_written_files_follow_the_umask_and_keep_their_mode(tmp_path):
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".archspec-")] == []
     finally:
         os.umask(old)
+
+
+def test_a_build_that_makes_its_output_directory_says_so(tmp_path):
+    """`archspec build googlenet` outside a project writes ./generated/googlenet.py, as in a
+    project, and says that it made the directory (it did so silently)."""
+    proc = run_cli("build", "googlenet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["archspec: created generated/ (the output directory; -o DIR writes elsewhere)",
+                                        "generated/googlenet.py: written (13,004,888 params)"]
+    assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["googlenet.py"]
+    again = run_cli("build", "googlenet", cwd=tmp_path)
+    assert again.stdout.splitlines() == ["generated/googlenet.py: unchanged (13,004,888 params)"]
+    js = run_cli("build", "alexnet", "-o", "out", "--format", "json", cwd=tmp_path)
+    assert json.loads(js.stdout) == {"files": [{"file": "out/alexnet.py", "status": "written"}], "ok": True,
+                                     "created": "out"}
+    failed = run_cli("build", "alexnet", "--num-classes", "0", "-o", "never", cwd=tmp_path)
+    assert failed.returncode == 2 and not (tmp_path / "never").exists()

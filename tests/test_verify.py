@@ -101,7 +101,8 @@ def test_build_deploy_verify_checks_the_deploy_module_and_prints_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     path = str(tmp_path / "gen" / "googlenet_deploy.py")
     assert json.loads(proc.stdout) == {"files": [{"file": path, "status": "written"},
-                                                 {"file": path, "status": "verified"}], "ok": True}
+                                                 {"file": path, "status": "verified"}], "ok": True,
+                                       "created": str(tmp_path / "gen")}  # the build made the directory
 
 
 def test_build_verify_says_what_it_checked(tmp_path):
