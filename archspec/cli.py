@@ -1,6 +1,7 @@
 """Command line: ``archspec check | build | diff | draw | schema``.
 
-Exit status: 0 success, 1 a spec error (or differences, for diff), 2 usage error, 3 internal error.
+Exit status (errors.EXIT_*, the table in README.md and docs/cli.md): 0 success, 1 a spec error (for diff:
+the networks differ), 2 a usage error (for diff: also a spec error), 3 an internal error, 130 interrupted.
 Heavy imports happen inside the commands so that start-up stays fast and ``check``/``build``
 never import torch.
 """
@@ -12,9 +13,8 @@ import os
 import re
 import sys
 
-from .errors import ArchspecError, GenerateError, Loc, UsageError, flatten
-
-EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+from .errors import (EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPEC, EXIT_TROUBLE, EXIT_USAGE,
+                     ArchspecError, GenerateError, Loc, UsageError, flatten)
 
 
 _JSON_ERRORS = False  # set by main() when the command line asks for --format json
@@ -302,9 +302,6 @@ def _verify_files(states: list, args, out: _Out) -> int:
 
 # --- diff, draw, schema ------------------------------------------------------------------------
 
-DIFF_SAME, DIFF_DIFFERENT, DIFF_TROUBLE = 0, 1, 2  # as diff(1)
-
-
 def cmd_diff(args) -> int:
     """``archspec diff A B``: 0 identical, 1 different, 2 trouble."""
     from .pipeline import diff_specs
@@ -315,14 +312,14 @@ def cmd_diff(args) -> int:
         d.shown = (args.a, args.b)  # as given: a stock spec's name, not its installed path
     except ArchspecError as exc:
         _report_error(exc, args)
-        return DIFF_TROUBLE
+        return EXIT_TROUBLE
     if args.format == "json":
         print(json.dumps(d.to_json(), indent=2))
     elif args.format == "markdown":
         print(d.markdown(), end="")
     else:
         print(d.text(), end="")
-    return DIFF_SAME if d.identical else DIFF_DIFFERENT
+    return EXIT_OK if d.identical else EXIT_DIFFERENT
 
 
 def cmd_draw(args) -> int:
@@ -379,7 +376,7 @@ def main(argv=None) -> int:
         return EXIT_SPEC
     except KeyboardInterrupt:
         print(_json_error("interrupted", "interrupted") if as_json else "archspec: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     except RecursionError:  # a pathological input that slipped past every bound is still the input's fault

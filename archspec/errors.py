@@ -10,6 +10,16 @@ import os
 from dataclasses import dataclass
 
 
+# Exit statuses of the command line: one table for every command (README.md, docs/cli.md).
+EXIT_OK = 0  # success; diff: the two networks are the same
+EXIT_SPEC = 1  # a spec error; build --check: a file not current; build --verify: a difference
+EXIT_DIFFERENT = 1  # diff: the two networks differ
+EXIT_USAGE = 2  # a usage error
+EXIT_TROUBLE = 2  # diff: a spec error too, as diff(1) reports trouble, since 1 means "different"
+EXIT_INTERNAL = 3  # a bug in archspec
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
 @dataclass(frozen=True)
 class Loc:
     """A position in a spec file; line and column are 1-based."""

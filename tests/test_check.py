@@ -671,3 +671,43 @@ def test_docs_cli_lists_every_json_key(googlenet_json):
     assert set(googlenet_json) | set(googlenet_json["totals"]) == documented
     for key in (*googlenet_json["layers"][0], *googlenet_json["modules"][0], *googlenet_json["aux"]["aux1"]):
         assert f'"{key}"' in json_section, key
+
+
+# --- one exit-status table for every command ----------------------------------------------------
+
+def _status_table(path) -> str:
+    text = path.read_text()
+    start = text.index("| status | meaning |")
+    return text[start:text.index("\n\n", start)]
+
+
+def test_one_exit_status_table_in_the_readme_and_the_cli_docs():
+    from archspec import errors
+
+    table = _status_table(ROOT / "README.md")
+    assert table == _status_table(ROOT / "docs" / "cli.md")
+    rows = [int(line.split("|")[1]) for line in table.splitlines()[2:]]
+    assert rows == [errors.EXIT_OK, errors.EXIT_SPEC, errors.EXIT_USAGE, errors.EXIT_INTERNAL, errors.EXIT_INTERRUPTED]
+    assert (errors.EXIT_DIFFERENT, errors.EXIT_TROUBLE) == (1, 2)  # the table's diff rows
+
+
+@pytest.mark.parametrize("args,status", [
+    (["check", "specs/alexnet.yaml"], 0),
+    (["check", f"{BROKEN}/unknown_op.yaml"], 1),
+    (["check", "specs/alexnet.yaml", "--bogus"], 2),
+    (["build", "--check", "specs/alexnet.yaml", "-o", "{tmp}"], 1),  # missing
+    (["build", "--check", "specs/alexnet.yaml"], 0),
+    (["diff", "specs/alexnet.yaml", "alexnet"], 0),
+    (["diff", "specs/alexnet.yaml", "specs/vgg16.yaml"], 1),
+    (["diff", "specs/alexnet.yaml", f"{BROKEN}/unknown_op.yaml"], 2),  # trouble, as diff(1)
+    (["diff", "specs/alexnet.yaml", "no/such.yaml"], 2),
+    (["diff", "specs/alexnet.yaml"], 2),
+    (["draw", f"{BROKEN}/unknown_op.yaml", "-o", "{tmp}/x.dot"], 1),
+    (["draw", "specs/alexnet.yaml", "-o", "{tmp}/x.png"], 2),
+    (["schema"], 0),
+    ([], 2),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+def test_every_command_follows_the_table(cli_here, tmp_path, args, status):
+    proc = cli_here(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert proc.returncode == status, proc.stderr
+    assert "Traceback" not in proc.stderr
