@@ -148,7 +148,10 @@ def test_bom_and_crlf_are_accepted(tmp_path):
     assert compile_spec(path).analysis.totals.params == 7690
 
 
-def test_symlink_out_of_the_spec_directory(tmp_path, at_root):
+def test_symlink_out_of_the_spec_directory(tmp_path, monkeypatch):
+    # run beside the project: the message shows the root relative to the current directory when it
+    # is near, so the checkout's own location (a clone in /tmp, as CI makes) must not matter
+    monkeypatch.chdir(tmp_path)
     outside = tmp_path / "outside"
     inside = tmp_path / "project"
     outside.mkdir()
@@ -157,8 +160,7 @@ def test_symlink_out_of_the_spec_directory(tmp_path, at_root):
     os.symlink(outside / "lib.yaml", inside / "lib.yaml")
     spec = inside / "net.yaml"
     spec.write_text(SMALL + "use: [lib.yaml]\n")
-    assert [m for *_, m in errors_of(str(spec))] == [
-        f"'lib.yaml' leaves the spec's root directory {inside}"]
+    assert [m for *_, m in errors_of(str(spec))] == ["'lib.yaml' leaves the spec's root directory project"]
 
 
 def test_libraries_below_the_spec_directory_are_allowed(tmp_path):
