@@ -14,7 +14,7 @@ import re
 import sys
 
 from .errors import (EXIT_DIFFERENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPEC, EXIT_TROUBLE, EXIT_USAGE,
-                     ArchspecError, GenerateError, Loc, UsageError, flatten)
+                     ArchspecError, GenerateError, Loc, UsageError, flatten, printable)
 
 
 _JSON_ERRORS = False  # set by main() when the command line asks for --format json
@@ -195,7 +195,7 @@ class _Out:
         if self.json:
             self.records.append({"file": path, "status": state})
         else:
-            print(f"{path}: {text}", file=stream or sys.stdout)
+            print(f"{printable(path)}: {text}", file=stream or sys.stdout)
 
     def note(self, text: str, stream=None) -> None:
         if not self.json:
@@ -229,8 +229,7 @@ def cmd_build(args) -> int:
         out.note(f"archspec: {len(errors)} spec(s) failed; nothing was written", sys.stderr)
         return out.close(EXIT_SPEC)
     out_dir = args.output
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        _report_error(GenerateError(f"output path {out_dir} exists and is not a directory"), args)
+    if _cannot_write(results, args, out):
         return out.close(EXIT_SPEC)
     states = [(c, os.path.join(out_dir, name), text, status(os.path.join(out_dir, name), text))
               for c, name, text, _ in results]
@@ -240,6 +239,29 @@ def cmd_build(args) -> int:
     if code == EXIT_OK and getattr(args, "verify", False):
         code = _verify_files(states, args, out)
     return out.close(code)
+
+
+def _cannot_write(results: list, args, out: _Out) -> bool:
+    """Report every reason the build's files cannot all be written (build.preflight), before any is."""
+    from .build import preflight
+
+    errors = preflight(results, args.output, writing=not args.check_only)
+    for exc in errors:
+        _report_error(exc, args)
+    if errors and not args.check_only:
+        out.note("archspec: nothing was written", sys.stderr)
+    return bool(errors)
+
+
+def _write_all(pairs: list) -> None:
+    """Write every (path, text) or none (files.write_all); an OS failure is the environment's, not a bug."""
+    from .files import write_all
+
+    try:
+        write_all(pairs)
+    except OSError as exc:
+        where = exc.filename or (pairs[0][0] if pairs else "")
+        raise GenerateError(f"cannot write {where}: {exc.strerror or exc}; nothing was written") from None
 
 
 def _check_files(states: list, out: _Out) -> int:
@@ -257,8 +279,6 @@ def _check_files(states: list, out: _Out) -> int:
 
 def _write_files(states: list, args, out: _Out, params: dict) -> int:
     """Write what is not current; ``params``: each file's module's parameter count, for its line."""
-    from .files import write_atomic
-
     edited = [path for _, path, _, st in states if st == "edited"]
     if edited and not args.force:
         for path in edited:
@@ -266,12 +286,12 @@ def _write_files(states: list, args, out: _Out, params: dict) -> int:
                                         Loc(path)), args)
         return EXIT_SPEC
     out_dir = os.path.dirname(states[0][1]) if states else None
-    if out_dir is not None and not os.path.isdir(out_dir):  # never silently: `build googlenet` anywhere makes ./generated
+    made = out_dir is not None and not os.path.isdir(out_dir)
+    _write_all([(path, text) for _, path, text, st in states if st != "current"])  # all or none
+    if made:  # never silently: `build googlenet` anywhere makes ./generated
         out.created = out_dir
         out.note(f"archspec: created {os.path.join(out_dir, '')} (the output directory; -o DIR writes elsewhere)")
     for _, path, text, st in states:
-        if st != "current":
-            write_atomic(path, text)
         state = "unchanged" if st == "current" else "written"
         out.file(path, state, f"{state} ({params[path]:,} params)")
     return EXIT_OK
@@ -325,17 +345,26 @@ def cmd_diff(args) -> int:
 def cmd_draw(args) -> int:
     """``archspec draw SPEC -o FILE [--depth N|auto] [--fuse]``."""
     from .draw import FORMATS, render
-    from .files import write_atomic
     from .pipeline import compile_spec
 
     ext = os.path.splitext(args.output)[1].lower()
     if ext not in FORMATS:
         raise UsageError(f"cannot tell the format of '{args.output}': use a .dot, .svg or .mmd file name")
+    _check_output(args.output)
     (spec,) = resolve_specs([args.spec])  # a name may be a stock spec's
     compiled = compile_spec(spec)
     text = render(compiled, FORMATS[ext], args.depth, getattr(args, "fuse", False))
-    write_atomic(args.output, text)
+    _write_all([(args.output, text)])
     return EXIT_OK
+
+
+def _check_output(path: str) -> None:
+    """One output file (draw's -o) that cannot be written is refused before any work."""
+    from .files import directory_problem, length_problem, target_problem
+
+    problem = directory_problem(os.path.dirname(path)) or target_problem(path) or length_problem(path)
+    if problem:
+        raise GenerateError(problem)
 
 
 def cmd_schema(args) -> int:

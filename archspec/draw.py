@@ -12,12 +12,14 @@ Only text is produced here; the command line writes the file (SVG needs Graphviz
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 
-from .errors import UsageError
+from .errors import GenerateError, UsageError
 from .graph import Node, Span
 from .ops import OPS
 from .text import dims, human
@@ -450,6 +452,20 @@ def dot_binary() -> str | None:
     return shutil.which("dot")
 
 
+# dot gets at most this much time and address space: a figure archspec draws takes well under a
+# second and 50 MB (docs/draw.md); a huge or pathological graph is refused rather than left to
+# hang or to exhaust the machine's memory.
+DOT_SECONDS = 60
+DOT_MEMORY = 1 << 30
+
+
+def _limit_dot() -> None:  # in the child, before exec
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (DOT_MEMORY, DOT_MEMORY))
+    resource.setrlimit(resource.RLIMIT_CPU, (DOT_SECONDS, DOT_SECONDS))
+
+
 def to_svg(dot_text: str, settings: str = "") -> str:
     """Render with Graphviz's ``dot``; the settings and the DOT's hash go into the SVG, so that a
     stale figure can be found without Graphviz."""
@@ -457,13 +473,35 @@ def to_svg(dot_text: str, settings: str = "") -> str:
     if exe is None:
         raise UsageError("SVG output needs Graphviz's 'dot' program (Debian/Ubuntu: apt-get install graphviz); "
                          "write .dot or .mmd instead")
-    proc = subprocess.run([exe, "-Tsvg"], input=dot_text, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"dot failed: {proc.stderr.strip()}")
-    svg = proc.stdout
+    svg = _run_dot(exe, dot_text)
     mark = f"<!-- archspec-draw: {settings} {HASH_MARK}{dot_hash(dot_text)} -->\n"
     head, sep, rest = svg.partition("<svg")
     return head + mark + sep + rest
+
+
+def _run_dot(exe: str, dot_text: str) -> str:
+    """dot's SVG; every way it can fail (cannot start, crashes, runs out of time or memory) is a GenerateError."""
+    instead = "write .dot or .mmd instead, or draw fewer boxes (a smaller --depth)"
+    limits = _limit_dot if os.name == "posix" else None
+    try:
+        proc = subprocess.run([exe, "-Tsvg"], input=dot_text.encode("utf-8"), capture_output=True,
+                              timeout=DOT_SECONDS, preexec_fn=limits)
+    except subprocess.TimeoutExpired:
+        raise GenerateError(f"Graphviz's dot ran for more than {DOT_SECONDS} s and was stopped; {instead}") from None
+    except OSError as exc:
+        raise GenerateError(f"cannot run Graphviz's dot ({exe}): {exc.strerror or exc}") from None
+    said = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+    said = f": {said[-1][:200]}" if said else ""
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else -proc.returncode
+        raise GenerateError(f"Graphviz's dot was killed by {name}{said} (it may use {DOT_MEMORY >> 20} MiB and "
+                            f"{DOT_SECONDS} s); {instead}")
+    if proc.returncode != 0:
+        raise GenerateError(f"Graphviz's dot failed with exit status {proc.returncode}{said}; {instead}")
+    try:
+        return proc.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GenerateError(f"Graphviz's dot wrote SVG that is not UTF-8; {instead}") from None
 
 
 def dot_hash(dot_text: str) -> str:

@@ -20,7 +20,7 @@ import json
 import os
 import textwrap
 
-from .errors import GenerateError
+from .errors import GenerateError, printable
 from .version import __version__
 
 # --- names -------------------------------------------------------------------------------------
@@ -80,12 +80,14 @@ def py_str(text) -> str:
 
 
 def spec_label(file: str) -> str:
-    """A stable, relative name for a spec file: from the last `specs/` directory, else the file name."""
+    """A stable, relative name for a spec file: from the last `specs/` directory, else the file name;
+    escaped for display (a name that is not UTF-8 would not encode, and one with a newline would
+    end the header comment)."""
     parts = os.path.normpath(os.path.abspath(file)).split(os.sep)
     if "specs" in parts:
         i = len(parts) - 1 - parts[::-1].index("specs")
-        return "/".join(parts[i:])
-    return parts[-1]
+        return printable("/".join(parts[i:]))
+    return printable(parts[-1])
 
 
 # --- templates ---------------------------------------------------------------------------------

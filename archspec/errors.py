@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .files import read_bounded
+
 
 # Exit statuses of the command line: one table for every command (README.md, docs/cli.md).
 EXIT_OK = 0  # success; diff: the two networks are the same
@@ -197,9 +199,11 @@ def _window(text: str, col: int) -> tuple[str, int]:
 
 
 _SOURCE_CACHE: dict[tuple, list[str]] = {}
+SOURCE_BYTES = 4 * 1024 * 1024  # a bigger file is not shown (specs are refused above 1 MB anyway)
 
 
 def source_line(file: str, line: int) -> str | None:
+    """Line ``line`` of ``file`` as editors number lines (only \\n, \\r\\n and \\r end one), or None."""
     if line <= 0:
         return None
     try:
@@ -209,13 +213,11 @@ def source_line(file: str, line: int) -> str | None:
     key = (file, st.st_mtime_ns, st.st_size)  # a file rewritten in the same process is read again
     lines = _SOURCE_CACHE.get(key)
     if lines is None:
-        if st.st_size > 4 * 1024 * 1024 or not os.path.isfile(file):
-            return None
         try:
-            with open(file, encoding="utf-8", errors="replace") as fh:
-                lines = fh.read().splitlines()
-        except OSError:
+            text = read_bounded(file, SOURCE_BYTES).decode("utf-8", errors="replace")
+        except (OSError, ValueError):
             return None
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         _SOURCE_CACHE[key] = lines
     if line > len(lines):
         return None

@@ -13,6 +13,7 @@ import yaml
 
 from .errors import ErrorList, LoadError, Loc, SpecError
 from .exprs import MAX_INT
+from .files import NotAFile, TooLarge, read_bounded
 
 MAX_FILE_BYTES = 1_000_000  # a spec is text written by people or scripts; 1 MB is generous
 MAX_NODES = 200_000  # values after alias expansion
@@ -230,26 +231,55 @@ def _clip(text: str, width: int = 30) -> str:
 
 
 def read_text(file: str, where: Loc | None = None) -> str:
-    """Read a spec file, refusing what is not a small UTF-8 text file."""
+    """Read a spec file, refusing what is not a small UTF-8 text file (docs/errors.md, Files)."""
     at = where or Loc(file)
-    if os.path.isdir(file):
-        raise LoadError(f"{file} is a directory, not a spec file", at)
     try:
-        size = os.path.getsize(file)
-        if size > MAX_FILE_BYTES:
-            raise LoadError(f"{file} is {size} bytes; specs are limited to {MAX_FILE_BYTES} bytes", at)
-        with open(file, "rb") as fh:
-            raw = fh.read()
+        raw = read_bounded(file, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise LoadError(f"no such file: {file}", at) from None
+    except NotAFile as exc:
+        raise LoadError(f"{file} is {exc.kind}, not a spec file", at) from None
+    except TooLarge as exc:  # a size read from the disk, or what was read when the size said less
+        size = exc.size if exc.size > MAX_FILE_BYTES + 1 else f"more than {MAX_FILE_BYTES}"
+        raise LoadError(f"{file} is {size} bytes; specs are limited to {MAX_FILE_BYTES} bytes", at) from None
     except OSError as exc:
-        raise LoadError(f"cannot read {file}: {exc.strerror}", at) from None
+        raise LoadError(f"cannot read {file}: {exc.strerror or exc}", at) from None
+    except ValueError:  # a NUL byte in the path (from the API; use:/extends: refuse it earlier)
+        raise LoadError(f"cannot read {file}: the path contains a NUL byte", at) from None
     if b"\x00" in raw:
         raise LoadError(f"{file} is a binary file, not YAML", at)
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LoadError(f"{file} is not valid UTF-8 (byte {exc.start})", at) from None
+    _refuse_yaml_only_breaks(text, file)
+    return text
+
+
+# YAML 1.1 breaks lines at NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR; editors, diff and grep
+# do not. Text an editor shows on a comment line would be live YAML, and every line number after
+# it would be off by one, so they are refused (docs/errors.md, "Line breaks").
+_YAML_ONLY_BREAKS = {"\x85": "U+0085 (NEXT LINE)", "\u2028": "U+2028 (LINE SEPARATOR)",
+                     "\u2029": "U+2029 (PARAGRAPH SEPARATOR)"}
+
+
+def _refuse_yaml_only_breaks(text: str, file: str) -> None:
+    at = min((i for i in (text.find(c) for c in _YAML_ONLY_BREAKS) if i >= 0), default=-1)
+    if at < 0:
+        return
+    line, col = editor_position(text, at)
+    char = text[at]
+    raise LoadError(f"{_YAML_ONLY_BREAKS[char]} is a line break in YAML but not in editors: what follows it would "
+                    f"be read as a new line; write it as the escape \\u{ord(char):04x} in a double-quoted string",
+                    Loc(file, line, col))
+
+
+def editor_position(text: str, index: int) -> tuple:
+    """(line, column), 1-based, of ``text[index]`` as editors count: lines end at \\n, \\r\\n or \\r."""
+    before = text[:index]
+    line_start = max(before.rfind("\n"), before.rfind("\r")) + 1
+    line = before.count("\n") + before.count("\r") - before.count("\r\n") + 1
+    return line, index - line_start + 1
 
 
 def parse_yaml(text: str, file: str):
@@ -270,8 +300,7 @@ def parse_yaml(text: str, file: str):
         raise LoadError(f"{prefix}{problem}", loc) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not accept, found before parsing
         at = text.find(chr(exc.character))  # libyaml reports a byte offset, PyYAML a character index
-        before = text[:at if at >= 0 else exc.position]
-        loc = Loc(file, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+        loc = Loc(file, *editor_position(text, at if at >= 0 else exc.position))
         raise LoadError(f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}", loc) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid YAML: {exc}", Loc(file)) from None
@@ -303,6 +332,8 @@ class _Resolver:
     def resolve_ref(self, base_file: str, ref, where: Loc) -> str:
         if not isinstance(ref, str) or not ref.strip():
             raise SpecError("expected a relative path to a spec file", where)
+        if "\x00" in ref:
+            raise SpecError(f"path '{ref}' contains a NUL byte", where)
         if os.path.isabs(ref):
             raise SpecError(f"absolute path '{ref}' is not allowed; use a path relative to the spec", where)
         target = os.path.normpath(os.path.join(os.path.dirname(base_file), ref))

@@ -1,6 +1,7 @@
 """Stage 7, report: the ``check`` table (torchinfo-like) and the stable JSON object."""
 from __future__ import annotations
 
+from .errors import printable
 from .text import batched, batched_text, human, number
 
 CONVENTION = ("MACs = multiply-adds of conv and linear layers at batch 1 in eval mode, bias not counted "
@@ -76,7 +77,8 @@ def table(c, depth: int = 3, shown: str | None = None) -> str:
         return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
 
     t = a.totals
-    out = [line, f"{c.name}  ({c.file if shown is None else shown})", line, fmt(rows[0]), "-" * total_width]
+    # the file name is the user's: ESC, newlines and undecodable bytes are escaped, not printed
+    out = [line, f"{c.name}  ({printable(c.file if shown is None else shown)})", line, fmt(rows[0]), "-" * total_width]
     out += [fmt(r) for r in rows[1:]]
     parts = " + ".join(f"{k} {number(v)}" for k, v in t.params_by_part.items())
     g = a.graph

@@ -21,7 +21,7 @@ MAX_COMPLEXITY = 20  # McCabe's cyclomatic complexity, counted as below
 ALLOWED = {
     # shared helpers: the error tree, words and numbers, the graph, writing source and files
     "version": set(),
-    "errors": set(),
+    "errors": {"files"},
     "text": set(),
     "resources": set(),
     "files": set(),
@@ -31,7 +31,7 @@ ALLOWED = {
     "graph": set(),
     "emit": {"errors", "resources", "version"},
     # the stages, each a function of the one before
-    "load": {"errors", "exprs"},
+    "load": {"errors", "exprs", "files"},
     "validate": {"errors", "exprs", "load", "ops"},
     "transforms": {"errors", "exprs", "load", "ops", "text", "validate"},
     "expand": {"errors", "exprs", "ops", "validate"},
@@ -39,17 +39,17 @@ ALLOWED = {
     "lint": {"errors", "exprs", "graph"},
     "analyse": {"errors", "graph", "ops", "text"},
     # what reads the compiled spec
-    "report": {"text"},
+    "report": {"errors", "text"},
     "generate": {"emit", "errors", "exprs", "ops", "text", "validate"},
     "deploy": {"emit", "errors", "graph", "ops", "text"},
-    "diff": {"emit", "expand", "graph", "ops", "text", "words"},
+    "diff": {"emit", "errors", "expand", "graph", "ops", "text", "words"},
     "draw": {"errors", "graph", "ops", "text", "words"},
     "schema": {"ops", "validate"},
     "interpret": {"errors"},
     # composition: the stage table, the build, its check against torch, the command line
     "pipeline": {"analyse", "diff", "errors", "expand", "generate", "graph", "lint", "load", "lower", "resources",
                  "transforms", "validate"},
-    "build": {"deploy", "emit", "errors", "generate", "pipeline"},
+    "build": {"deploy", "emit", "errors", "files", "generate", "pipeline"},
     "verify": {"analyse", "emit", "errors", "interpret"},
     "cli": {"build", "draw", "errors", "exprs", "files", "pipeline", "report", "resources", "schema", "verify", "version"},
     "__init__": {"deploy", "errors", "generate", "load", "pipeline", "validate", "version"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import printable
 from .changes import Group
 from ..text import batched, number, signed
 
@@ -96,7 +97,7 @@ class Diff:
     # --- text ---
     def text(self) -> str:
         a, b = self.a, self.b
-        fa, fb = self._files()
+        fa, fb = map(printable, self._files())
         lines = [f"A: {a.name}  ({fa})", f"B: {b.name}  ({fb})", ""]
         groups = self.groups
         if not groups:
@@ -181,7 +182,7 @@ class Diff:
     # --- markdown ---
     def markdown(self) -> str:
         a, b = self.a, self.b
-        fa, fb = self._files()
+        fa, fb = map(printable, self._files())
         out = [f"## `{a.name}` -> `{b.name}`", "", f"A: `{fa}`, B: `{fb}`", ""]
         if not self.groups:
             out += ["The two networks are identical.", ""]
