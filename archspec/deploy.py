@@ -320,14 +320,27 @@ class _Names:
 
     def __init__(self):
         self.live: dict = {}  # name -> value
+        # want -> a suffix below which every name want, want_2, ... is taken: the search starts
+        # there, so that 20,000 live branch outputs of one add are named in linear time
+        self.low: dict = {}
 
     def take(self, want: str, value) -> str:
-        name, i = want, 1
+        i = self.low.get(want, 1)
+        name = want if i == 1 else f"{want}_{i}"
         while name in self.live or name in DEPLOY_LOCALS or keyword.iskeyword(name):
             i += 1
             name = f"{want}_{i}"
+        self.low[want] = i + 1
         self.live[name] = value
         return name
+
+    def release(self, name: str) -> None:
+        """``name`` is free again: the searches of the names it can be (``name``; ``b`` for ``b_3``) start no later."""
+        self.live.pop(name, None)
+        self.low[name] = 1
+        base, _, suffix = name.rpartition("_")
+        if base and suffix.isascii() and suffix.isdigit() and suffix == str(int(suffix)) and int(suffix) >= 2:
+            self.low[base] = min(self.low.get(base, 1), int(suffix))
 
 
 class _Forward:
@@ -359,7 +372,7 @@ class _Forward:
             dying = {v for v in st.inputs if self.last[v] == i}
             in_place = st.kind == "relu" and self.may_overwrite(st.inputs[0], i, dying)
             for v in dying:
-                self.names.live.pop(self.value_name[v], None)
+                self.names.release(self.value_name[v])
             outs = []
             for k, v in enumerate(st.outputs):
                 outs.append(self.names.take(self.preferred(st, k, ins, dying), v))

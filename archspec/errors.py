@@ -218,6 +218,8 @@ def source_line(file: str, line: int) -> str | None:
         except (OSError, ValueError):
             return None
         lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines[-1] == "":  # the end of the last line, not a line
+            lines.pop()
         _SOURCE_CACHE[key] = lines
     if line > len(lines):
         return None

@@ -62,6 +62,7 @@ class _Scope:
     module_names: set = field(default_factory=set)
     stored_args: list = field(default_factory=list)  # block args that forward needs (self.<name>)
     locals_used: set = field(default_factory=set)
+    next_suffix: dict = field(default_factory=dict)  # base -> where the search for a free name resumes
     init: list = field(default_factory=list)
     forward: list = field(default_factory=list)
     taken: set = field(default_factory=set)  # module-level names forward reads (the outputs type)
@@ -70,10 +71,14 @@ class _Scope:
         base = want if is_identifier(want) and want not in MODULE_NAMES else f"{want}_"
         if not is_identifier(base):
             base = "t"
-        name, i = base, 1
+        # names are never freed, so the search resumes where the last one for this base stopped:
+        # 20,000 branches of one add: get out_2 ... out_20000 in linear time, not quadratic
+        i = self.next_suffix.get(base, 1)
+        name = base if i == 1 else f"{base}_{i}"
         while name in self.locals_used or name in MODULE_NAMES or name in self.arg_names or name in self.taken:
             i += 1
             name = f"{base}_{i}"
+        self.next_suffix[base] = i
         self.locals_used.add(name)
         return name
 
@@ -277,6 +282,7 @@ class _Generator:
     def merge(self, item: MergeItem, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
         """Each branch reads ``src`` into its own variable; concat or sum them into ``dst``."""
         outs, chans = [], []
+        first = True  # no branch with layers yet: the first is `out`, the rest `identity` (as torchvision)
         names_ = _branch_vars(step.labels if step is not None else [""] * len(item.branches))
         for j, (branch, sub_steps) in enumerate(_paired(item.branches, step.branches if step is not None else None)):
             if not branch:  # identity
@@ -284,7 +290,8 @@ class _Generator:
                 chans.append(ch)
                 continue
             if item.kind == "add":  # residual sums read best as torchvision writes them
-                local = scope.local("out" if not any(item.branches[:j]) else "identity")
+                local = scope.local("out" if first else "identity")
+                first = False
             else:
                 local = scope.local(names_[j])
             chans.append(self.body(branch, sub_steps, src, local, ch, scope, rel_prefix, fresh=False))

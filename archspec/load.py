@@ -469,37 +469,113 @@ def apply_edits(layers, edits, where: Loc):
         raise SpecError("edit: needs a parent with a layers list", where)
     if not isinstance(edits, list):
         raise SpecError("edit: expects a list of operations", where)
-    out = LList(layers)
-    out.loc = layers.loc if isinstance(layers, LList) else where
-    out.item_locs = list(layers.item_locs) if isinstance(layers, LList) else [where] * len(layers)
+    locs = list(layers.item_locs) if isinstance(layers, LList) else [where] * len(layers)
+    edited = _EditList(layers, locs)
     errors = []
     for i, op in enumerate(edits):
         at = edits.loc_of(i) if isinstance(edits, LList) else where
         try:
-            _apply_edit(out, op, at)
+            _apply_edit(edited, op, at)
         except SpecError as exc:
             errors.append(exc)
+            if edited.scanned > MAX_EDIT_SCAN:
+                break  # every later edit of that name would say the same
     if errors:
         raise errors[0] if len(errors) == 1 else ErrorList(errors)
+    out = LList(edited.items())
+    out.loc = layers.loc if isinstance(layers, LList) else where
+    out.item_locs = edited.locs()
     return out
+
+
+MAX_EDIT_SCAN = 2_000_000  # layers visited to find the first of several layers that share a name
+
+
+class _EditList:
+    """The layer list under edit: a doubly linked list with an index of top-level names, so that an
+    edit costs what it inserts, not a search and a copy of the whole list (45,000 edits of a
+    45,000-layer list take a fraction of a second, not minutes; bench/scale.py).
+
+    Nodes 0 and 1 are the ends. Several layers may share a name (under complementary ``if:``); an
+    edit names the first, found by a walk from the start, which is bounded by MAX_EDIT_SCAN.
+    """
+
+    def __init__(self, items: list, locs: list):
+        self.item, self.loc = [None, None], [None, None]
+        self.prev, self.next = [-1, 0], [1, -1]
+        self.alive = [False, False]
+        self.named: dict = {}  # name -> node ids, removed ones dropped when next looked up
+        self.scanned = 0
+        self.insert_before(1, list(zip(items, locs)))
+
+    def _new(self, item, loc) -> int:
+        node = len(self.item)
+        self.item.append(item)
+        self.loc.append(loc)
+        self.prev.append(-1)
+        self.next.append(-1)
+        self.alive.append(True)
+        name = item_name(item)
+        if name is not None:
+            self.named.setdefault(name, []).append(node)
+        return node
+
+    def insert_before(self, node: int, new: list) -> None:
+        for item, loc in new:
+            fresh = self._new(item, loc)
+            before = self.prev[node]
+            self.prev[fresh], self.next[fresh] = before, node
+            self.next[before] = self.prev[node] = fresh
+
+    def remove(self, node: int) -> None:
+        self.alive[node] = False
+        before, after = self.prev[node], self.next[node]
+        self.next[before], self.prev[after] = after, before
+
+    def find(self, name, at: Loc) -> int | None:
+        """The first live layer named ``name``, or None; ``at`` is the edit, for the error past MAX_EDIT_SCAN."""
+        nodes = [n for n in self.named.get(name, ()) if self.alive[n]] if isinstance(name, str) else []
+        if nodes:
+            self.named[name] = nodes
+        if len(nodes) < 2:
+            return nodes[0] if nodes else None
+        wanted, node = set(nodes), self.next[0]
+        while node not in wanted:
+            node = self.next[node]
+            self.scanned += 1
+        if self.scanned > MAX_EDIT_SCAN:
+            raise SpecError(f"edit: more than {MAX_EDIT_SCAN} layers visited to find layers that share a name "
+                            f"('{name}'); give them distinct names", at)
+        return node
+
+    def _walk(self):
+        node = self.next[0]
+        while node != 1:
+            yield node
+            node = self.next[node]
+
+    def items(self) -> list:
+        return [self.item[n] for n in self._walk()]
+
+    def locs(self) -> list:
+        return [self.loc[n] for n in self._walk()]
 
 
 _EDIT_KEYS = {"replace", "with", "after", "before", "insert", "remove"}
 
 
-def _apply_edit(layers: LList, op, at: Loc) -> None:
+def _apply_edit(layers: _EditList, op, at: Loc) -> None:
     if not isinstance(op, LDict):
         raise SpecError("an edit is a mapping such as {replace: NAME, with: [...]}", at)
     for key in op:
         if key not in _EDIT_KEYS:
             raise SpecError(f"unknown edit key '{key}' (expected one of {', '.join(sorted(_EDIT_KEYS))})", op.loc_of(key, value=False))
-    names = [item_name(item) for item in layers]
 
-    def index_of(key: str) -> int:
-        name = op[key]
-        if name not in names:
-            raise SpecError(f"edit: no top-level layer named '{name}'", op.loc_of(key))
-        return names.index(name)
+    def node_of(key: str) -> int:
+        node = layers.find(op[key], op.loc_of(key))
+        if node is None:
+            raise SpecError(f"edit: no top-level layer named '{op[key]}'", op.loc_of(key))
+        return node
 
     def new_items(key: str) -> list:
         value = op.get(key)
@@ -510,20 +586,15 @@ def _apply_edit(layers: LList, op, at: Loc) -> None:
         return list(zip(items, locs))
 
     if "replace" in op:
-        i = index_of("replace")
-        repl = new_items("with")
-        layers[i:i + 1] = [x for x, _ in repl]
-        layers.item_locs[i:i + 1] = [loc for _, loc in repl]
+        node = node_of("replace")
+        layers.insert_before(node, new_items("with"))
+        layers.remove(node)
     elif "remove" in op:
-        i = index_of("remove")
-        del layers[i]
-        del layers.item_locs[i]
+        layers.remove(node_of("remove"))
     elif "after" in op or "before" in op:
         key = "after" if "after" in op else "before"
-        i = index_of(key) + (1 if key == "after" else 0)
-        ins = new_items("insert")
-        layers[i:i] = [x for x, _ in ins]
-        layers.item_locs[i:i] = [loc for _, loc in ins]
+        node = node_of(key)
+        layers.insert_before(layers.next[node] if key == "after" else node, new_items("insert"))
     else:
         raise SpecError("an edit needs one of replace, remove, after, before", at)
 

@@ -37,6 +37,7 @@ from .errors import ArchspecError, ErrorList, Loc, UsageError, VerifyError, rais
 
 MAX_VERIFY_PARAMS = 400_000_000  # ~1.6 GB of float32 weights
 MAX_VERIFY_ACTIVATIONS = 400_000_000  # summed output elements of one batch-2 forward pass
+MAX_VERIFY_MACS = 100_000_000_000  # per image: 6x vgg16; --verify runs several batch-2 passes on the CPU
 _counter = itertools.count()
 
 
@@ -82,6 +83,16 @@ def check_size(compiled) -> None:
     if acts > MAX_VERIFY_ACTIVATIONS:
         raise VerifyError(f"{compiled.name} needs {acts:,} activation elements at batch 2; --verify refuses more than "
                           f"{MAX_VERIFY_ACTIVATIONS:,}", Loc(compiled.file))
+    check_macs(compiled)
+
+
+def check_macs(compiled) -> None:
+    """Few weights and activations can still mean hours of arithmetic (a 50x50 kernel over a
+    large image): refuse before running the network."""
+    macs = compiled.analysis.totals.macs
+    if macs > MAX_VERIFY_MACS:
+        raise VerifyError(f"{compiled.name} needs {macs:,} MACs per image; --verify refuses networks above "
+                          f"{MAX_VERIFY_MACS:,} (the static analysis does not need to run it)", Loc(compiled.file))
 
 
 def _shapes_by_hook(model, x, paths: set) -> dict:

@@ -6,11 +6,10 @@ catalog step by step; removed and added modules of the same structure become ren
 """
 from __future__ import annotations
 
-import difflib
-
 from ..expand import Module
 from ..ops import OPS, OpShapeError
 from .changes import Change
+from .match import matching_blocks, opcodes
 from .walk import Unit, _Side
 from ..text import batched, batched_text, dims
 from ..words import ATTR_NAMES, CHANNELS, GEOMETRY, POOLS, call_text, runs, short_op, value_text
@@ -72,7 +71,7 @@ class _Differ:
         ka = [self._key(self.A, u) for u in ua]
         kb = [self._key(self.B, u) for u in ub]
         actions = []
-        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, ka, kb, autojunk=False).get_opcodes():
+        for tag, i1, i2, j1, j2 in opcodes(ka, kb):
             if tag == "equal":
                 actions.extend(("pair", x, y) for x, y in zip(ua[i1:i2], ub[j1:j2]))
             else:
@@ -109,8 +108,8 @@ class _Differ:
         ka = [self.A.cut(u, sa) for u in ra]
         kb = [self.B.cut(u, sb) for u in rb]
         cuts = []
-        for blk in difflib.SequenceMatcher(None, ka, kb, autojunk=False).get_matching_blocks():
-            cuts.extend((blk.a + k, blk.b + k) for k in range(blk.size))
+        for i, j, size in matching_blocks(ka, kb):
+            cuts.extend((i + k, j + k) for k in range(size))
         actions, pi, pj = [], 0, 0
         for i, j in cuts:
             actions.extend(self.segment(ra[pi:i + 1], rb[pj:j + 1], at_cut=True))
@@ -133,7 +132,7 @@ class _Differ:
             return [("replace", sa, sb)]
         out = []
         ta, tb = [u.op for u in sa], [u.op for u in sb]
-        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes():
+        for tag, i1, i2, j1, j2 in opcodes(ta, tb):
             if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
                 out.extend(self.segment(sa[i1:i2], sb[j1:j2], at_cut=False))
             else:
@@ -172,8 +171,7 @@ class _Differ:
             pairs = list(zip(ua.branches, ub.branches))
         else:
             pairs = []
-            sm = difflib.SequenceMatcher(None, ua.labels, ub.labels, autojunk=False)
-            for tag, i1, i2, j1, j2 in sm.get_opcodes():
+            for tag, i1, i2, j1, j2 in opcodes(ua.labels, ub.labels):
                 if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
                     pairs.extend(zip(ua.branches[i1:i2], ub.branches[j1:j2]))
                 else:

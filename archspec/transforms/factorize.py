@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from ..ops import pair
 
 
+# A transform makes at most this many convolutions in all: stack3x3 of a 200001x200001 kernel
+# would otherwise build 100,000 pieces for one site, and of a 2*10^8 kernel 10^8 (docs/errors.md).
+MAX_PIECES = 100_000
+
+
 class RuleError(Exception):
     """The rule cannot factorize this convolution; the caller adds where and which transform."""
 
@@ -64,6 +69,7 @@ def asymmetric(n: int, padding) -> list:
 class Rule:
     name: str
     pieces: object  # (k, padding) -> [Piece]
+    count: object  # k -> how many pieces, known before they are built
     applies: object  # square kernel size -> bool: the sizes the rule rewrites when no kernel is named
     weights: object  # k -> weights per channel pair after the rewrite
     kernel_problem: object  # k -> why a transform may not name this kernel, or None
@@ -82,6 +88,7 @@ def _asym_problem(k: int):
 
 
 RULES = {
-    "stack3x3": Rule("stack3x3", stack3x3, lambda k: k > 3, lambda k: 9 * ((k - 1) // 2), _stack_problem),
-    "asymmetric": Rule("asymmetric", asymmetric, lambda k: k > 1, lambda k: 2 * k, _asym_problem),
+    "stack3x3": Rule("stack3x3", stack3x3, lambda k: (k - 1) // 2, lambda k: k > 3, lambda k: 9 * ((k - 1) // 2),
+                     _stack_problem),
+    "asymmetric": Rule("asymmetric", asymmetric, lambda k: 2, lambda k: k > 1, lambda k: 2 * k, _asym_problem),
 }

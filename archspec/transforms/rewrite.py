@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from .. import exprs
 from ..errors import ArchspecError, raise_all
 from ..validate import CallItem, MergeItem, NamedItem, RepeatItem, Resolved
-from .factorize import RULES, RuleError
+from .factorize import MAX_PIECES, RULES, RuleError
 from .sites import ConvUnit, Site, TransformError, conv_unit, find_site, other_unit, reachable_blocks, same_callee
 
 
@@ -43,6 +43,7 @@ class Rewriter:
         self.target = self._target(where) if transform.unit else None
         self.changes: list = []
         self.errors: list = []
+        self.made = 0  # pieces built so far, bounded by MAX_PIECES
 
     def _target(self, where) -> ConvUnit:
         name = self.t.unit
@@ -121,6 +122,7 @@ class Rewriter:
         return find_site(call, self.r.blocks, self.units, self.rule, self.t.kernel, self.what)
 
     def calls(self, site: Site) -> list:
+        self.count_pieces(site)
         try:
             pieces = self.rule.pieces(site.kernel, site.padding)
         except RuleError as exc:
@@ -134,6 +136,15 @@ class Rewriter:
                 text = self._other(site, piece, stride)
             out.append(exprs.parse_call(text, site.call.loc))
         return out
+
+    def count_pieces(self, site: Site) -> None:
+        """Refuse a rewrite that would build more than MAX_PIECES convolutions, before building them."""
+        n = self.rule.count(site.kernel)
+        self.made += n
+        if self.made > MAX_PIECES:
+            more = f"{n:,} convolutions" if n == self.made else f"{n:,} more convolutions ({self.made:,} in all)"
+            raise TransformError(f"{self.what}: rewriting '{site.call.text}' would make {more}; "
+                                 f"a transform makes at most {MAX_PIECES:,}", site.call.loc)
 
     def _other(self, site: Site, piece, stride) -> str:
         unit, call = self.target, site.call
