@@ -3,6 +3,7 @@
     python bench/scale.py            # every case, about two minutes on 2 cores
     python bench/scale.py --quick    # 1,000 and 10,000 only
     python bench/scale.py --only diff
+    python bench/scale.py --count    # lines of Python each step runs, instead of seconds
 
 Cases, each timed in a fresh child process (this file with ``--child``), archspec imported first
 and the cyclic garbage collector off, as the command line runs:
@@ -22,7 +23,9 @@ timed alone (the least of 3 or 5 runs). The goal, for the step: each 10x more it
 linear Python of a similar size, which shows what the caches do to linear code on this machine;
 a step within 1.25 times the reference's ratios is marked "as linear code here". A spec of 100,000 items is larger
 than archspec reads (``MAX_FILE_BYTES``, ``MAX_NODES``), so the children raise those two limits:
-what is measured is the algorithms, not the limits. docs/performance.md records a run.
+what is measured is the algorithms, not the limits. ``--count`` counts the lines of Python each
+step runs instead (archspec and the standard library; about a minute): the work itself, which the
+machine's caches and load do not bend. docs/performance.md records a run.
 """
 from __future__ import annotations
 
@@ -120,6 +123,27 @@ def reference(n: int) -> None:
     sum(len(x["s"]) + x["l"][1] for x in items)
 
 
+def lines_run(fn) -> int:
+    """Lines of Python run by ``fn()`` in archspec and the standard library (not third-party
+    packages): work counted, independent of the machine (tests/test_bounds.py counts the same)."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        name = frame.f_code.co_filename
+        if "site-packages" in name or not name.endswith(".py"):
+            return None
+        count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count
+
+
 def child(case: str, n: int, rounds: int) -> dict:
     import gc
 
@@ -130,6 +154,9 @@ def child(case: str, n: int, rounds: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="archspec-scale-"))
     runs = {"reference": lambda: reference(n)} if case == "reference" else dict(zip(("whole", "step"), _setup(case, n, work)))
     gc.disable()  # as the command line runs (archspec.cli.entry)
+    if rounds == 0:  # --count: executed lines of the step, after one run that fills the caches
+        runs["step"]()
+        return {"step": lines_run(runs["step"])}
     times: dict = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
@@ -139,8 +166,8 @@ def child(case: str, n: int, rounds: int) -> dict:
     return {name: min(t) for name, t in times.items()}  # the least disturbed run: the machine is shared
 
 
-def measure(case: str, n: int) -> dict:
-    rounds = 5 if n <= 1_000 else 3
+def measure(case: str, n: int, count: bool = False) -> dict:
+    rounds = 0 if count else 5 if n <= 1_000 else 3
     proc = subprocess.run([sys.executable, __file__, "--child", case, str(n), str(rounds)], capture_output=True,
                           text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     if proc.returncode != 0:
@@ -157,10 +184,24 @@ def _row(label: str, times: list, ratios: list, verdict: str) -> None:
           + ", ".join(f"{r:6.1f}" for r in ratios) + f"   {verdict}")
 
 
+def count_lines(cases: list, sizes: tuple) -> int:
+    print(f"  {'lines of Python run by the step':<41}" + "".join(f"{n:>13,}" for n in sizes) + "   c(N) / c(1,000)")
+    missed = 0
+    for case in cases:
+        counts = [measure(case, n, count=True)["step"] for n in sizes]
+        ratios = [c / counts[0] for c in counts[1:]]
+        ok = all(r <= n / sizes[0] for r, n in zip(ratios, sizes[1:]))
+        missed += not ok
+        print(f"  {LABELS[case]:<41}" + "".join(f"{c:>13,}" for c in counts) + "   "
+              + ", ".join(f"{r:6.1f}" for r in ratios) + ("   met" if ok else "   MISSED"))
+    return 1 if missed else 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="1,000 and 10,000 items only")
     p.add_argument("--only", default=",".join(CASES), help="comma-separated cases: " + ", ".join(CASES))
+    p.add_argument("--count", action="store_true", help="count the lines of Python each step runs instead of timing")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -168,6 +209,8 @@ def main() -> int:
         print(json.dumps(child(case, int(n), int(rounds))))
         return 0
     sizes = SIZES[:2] if args.quick else SIZES
+    if args.count:
+        return count_lines(args.only.split(","), sizes)
     goals = [n / sizes[0] for n in sizes[1:]]
     print(f"  {'':<41}" + "".join(f"{n:>11,}" for n in sizes) + "   t(N) / t(1,000); goal: at most N / 1,000")
     ref = [measure("reference", n)["reference"] for n in sizes]
