@@ -63,9 +63,10 @@ def preflight(results: list, out_dir: str, writing: bool = True) -> list:
     the first is: [GenerateError]. With ``writing`` False (``build --check``) the directory is
     not tried with a test file."""
     errors = clashes(results, out_dir)
-    problem = directory_problem(out_dir, probe=writing)
+    problem = length_problem(out_dir or ".") or directory_problem(out_dir, probe=writing)
     if problem:
         errors.append(GenerateError(problem))
+        return errors  # the files' own checks would repeat it
     for compiled, name, *_ in results:
         path = os.path.join(out_dir, name)
         if problem := length_problem(path):

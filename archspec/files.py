@@ -229,11 +229,11 @@ def _limits(directory: str) -> tuple:
 
 
 def length_problem(path: str) -> str | None:
-    """Why ``path`` is too long for its file system (its name, or the whole absolute path), or None."""
+    """Why ``path`` is too long for its file system (a name in it, or the whole absolute path), or None."""
     name_max, path_max = _limits(os.path.dirname(os.path.abspath(path)))
-    name = len(os.fsencode(os.path.basename(path)))
-    if name > name_max:
-        return f"the file name {_clip(os.path.basename(path))} is {name} bytes long; the file system allows {name_max}"
+    for part in reversed(os.path.normpath(path).split(os.sep)):
+        if len(os.fsencode(part)) > name_max:
+            return f"the file name {_clip(part)} is {len(os.fsencode(part))} bytes long; the file system allows {name_max}"
     full = len(os.fsencode(os.path.abspath(path)))
     if full >= path_max:  # PATH_MAX counts the terminating NUL
         return f"{_clip(path)} is {full} bytes long as an absolute path; the system allows {path_max - 1}"

@@ -185,6 +185,9 @@ def test_a_name_too_long_for_the_file_system_is_found_before_any_file_is_written
                                    f"the file system allows {limit} (shorten the spec's name)")
     assert err.splitlines()[-1] == "archspec: nothing was written"
     assert tree(here) == ["a.yaml", "long.yaml", "net.yaml"]  # a.py was not written first
+    code, out, err = run(capsys, "build", "-o", "o" * 300, "a.yaml")  # the output directory's name
+    assert (code, err) == (1, f"error: the file name {'o' * 20}...{'o' * 20} is 300 bytes long; the file system "
+                              f"allows {limit}\narchspec: nothing was written\n")
 
 
 VARIANT = "archspec: 1\nextends: parent.yaml\nargs:\n  p: float = 0.25\n"
@@ -335,6 +338,13 @@ def test_dot_runs_with_bounded_memory_and_cpu(here, capsys, fake_dot):
     fake_dot("echo \"<svg>$(ulimit -v) $(ulimit -t)</svg>\"\n")
     assert run(capsys, "draw", "net.yaml", "-o", "n.svg")[0] == 0
     assert (here / "n.svg").read_text().endswith(f"<svg>{draw.DOT_MEMORY // 1024} {draw.DOT_SECONDS}</svg>\n")
+
+
+def test_dot_out_of_memory(here, capsys, fake_dot):
+    # a real allocation past the limit: 2 GiB in a process allowed 1 GiB of address space
+    fake_dot("b = bytearray(2 << 30)\n", shebang=f"#!{sys.executable}\n")
+    assert run(capsys, "draw", "net.yaml", "-o", "n.svg") == (
+        1, "", f"error: Graphviz's dot failed with exit status 1: MemoryError; {INSTEAD}\n")
 
 
 def test_dot_that_hangs_is_stopped(here, capsys, fake_dot, monkeypatch):

@@ -71,7 +71,7 @@ def test_corpus_error_and_location(name, at_root):
 # A sample through the real command line: exit 1, `file:line:col: error: message`, no traceback.
 CLI_SAMPLE = ["alias_bomb.yaml", "deep_nesting.yaml", "tag_python_object.yaml", "key_bool.yaml",
               "name_injection.yaml", "call_attribute.yaml", "use_parent_escape.yaml", "repeat_huge.yaml",
-              "huge_int_literal.yaml", "control_char.yaml"]
+              "huge_int_literal.yaml", "control_char.yaml", "use_nul.yaml", "line_separator_comment.yaml"]
 
 
 def test_corpus_sample_through_the_cli(cli):
