@@ -290,7 +290,7 @@ def _write_files(states: list, args, out: _Out, params: dict) -> int:
     _write_all([(path, text) for _, path, text, st in states if st != "current"])  # all or none
     if made:  # never silently: `build googlenet` anywhere makes ./generated
         out.created = out_dir
-        out.note(f"archspec: created {os.path.join(out_dir, '')} (the output directory; -o DIR writes elsewhere)")
+        out.note(f"archspec: created {printable(os.path.join(out_dir, ''))} (the output directory; -o DIR writes elsewhere)")
     for _, path, text, st in states:
         state = "unchanged" if st == "current" else "written"
         out.file(path, state, f"{state} ({params[path]:,} params)")
