@@ -346,7 +346,7 @@ def _loose_heads(v: View) -> set:
     for heads in v.orders:
         homes = {v.boxes[h].cluster for h in heads}
         if len(homes) > 1:
-            top = min(homes, key=len)
+            top = min(homes, key=lambda home: (len(home), home))  # not the set's order: that changes from run to run
             out.update(h for h in heads if v.boxes[h].cluster == top)
     return out
 
