@@ -29,12 +29,11 @@ True
 from __future__ import annotations
 
 import ast
-import keyword
 import re
 from dataclasses import dataclass, field
 
-from .emit import (DEPLOY_LOCALS, NN_MODULE_ATTRS, class_name_of, doc_lines, py_str, rebuild_command, render, spec_label,
-                   stamp, wrap_lines)
+from .emit import (DEPLOY_IMPORTS, Namespace, attribute_names, class_name_of, doc_lines, escape, file_names, is_name,
+                   new_class, overwritable, py_str, rebuild_command, render, spec_label, stamp, wrap_lines)
 from .errors import GenerateError
 from .graph import Node
 from .ops import OPS
@@ -75,11 +74,14 @@ class _Deploy:
     def __init__(self, compiled):
         self.c = compiled
         self.g = compiled.graph
-        self.model_class = class_name_of(compiled.resolved.spec) + "Deploy"
+        # One namespace a scope (emit.Namespace): the file, the class's attributes, forward's locals.
+        self.files = file_names(DEPLOY_IMPORTS)
+        self.model_class = new_class(self.files, class_name_of(compiled.resolved.spec) + "Deploy", "the deploy class")
         self.main = [n for n in self.g if n.part == "main"]  # insertion order: forward order
         self.input = self.main[0]
         self.layers: list = []
-        self.attrs: set = set()
+        self.attrs = attribute_names({"channels_last": "the deploy module's own channels_last switch",
+                                      "from_trained": "the deploy class's own from_trained"})
         self.alias: dict = {}  # node -> the node holding its value (a transparent node's value is its input's)
         for n in self.main:
             self.alias[n] = self.alias[n.inputs[0]] if n.op in TRANSPARENT else n
@@ -105,18 +107,15 @@ class _Deploy:
         return None
 
     def attr_name(self, path: str) -> str:
+        """The deploy layer's attribute, from its training module's path (Mixed_5b.branch1x1.conv ->
+        Mixed_5b_branch1x1); not a state_dict key of the training module, so renamed where it must be."""
         parts = path.split(".")
         if len(parts) > 1 and parts[-1] == "conv":
             parts = parts[:-1]
         base = "_".join(parts) or "layer"
-        if not base.isidentifier() or keyword.iskeyword(base) or base in NN_MODULE_ATTRS or base[0].isdigit():
-            base = f"layer_{base}" if base.isidentifier() or base[0].isdigit() else "layer"
-        name, i = base, 1
-        while name in self.attrs:
-            i += 1
-            name = f"{base}_{i}"
-        self.attrs.add(name)
-        return name
+        if base[0].isdigit():
+            base = f"layer_{base}"
+        return self.attrs.fresh(base, f"the deploy layer of {path}")
 
     # -- 1. conv units: conv -> [batchnorm] -> [scale] -> [relu] --
     def conv_unit(self, conv: Node):
@@ -312,35 +311,7 @@ def _stem(path: str) -> str:
         return "x"
     # torchvision's style: the steps branch5x5_1, branch5x5_2 of a branch share the name branch5x5
     name = re.sub(r"_\d+$", "", parts[-1]) or parts[-1]
-    return name if name.isidentifier() and not keyword.iskeyword(name) and name not in DEPLOY_LOCALS else "t"
-
-
-class _Names:
-    """Local names in forward: a value keeps its name while it is needed; names are then reused."""
-
-    def __init__(self):
-        self.live: dict = {}  # name -> value
-        # want -> a suffix below which every name want, want_2, ... is taken: the search starts
-        # there, so that 20,000 live branch outputs of one add are named in linear time
-        self.low: dict = {}
-
-    def take(self, want: str, value) -> str:
-        i = self.low.get(want, 1)
-        name = want if i == 1 else f"{want}_{i}"
-        while name in self.live or name in DEPLOY_LOCALS or keyword.iskeyword(name):
-            i += 1
-            name = f"{want}_{i}"
-        self.low[want] = i + 1
-        self.live[name] = value
-        return name
-
-    def release(self, name: str) -> None:
-        """``name`` is free again: the searches of the names it can be (``name``; ``b`` for ``b_3``) start no later."""
-        self.live.pop(name, None)
-        self.low[name] = 1
-        base, _, suffix = name.rpartition("_")
-        if base and suffix.isascii() and suffix.isdigit() and suffix == str(int(suffix)) and int(suffix) >= 2:
-            self.low[base] = min(self.low.get(base, 1), int(suffix))
+    return name if is_name(name) else "t"
 
 
 class _Forward:
@@ -361,35 +332,35 @@ class _Forward:
         for st in stmts:
             for v in st.inputs:
                 self.readers.setdefault(v, []).append(st)
-        self.base: dict = {dep.input: dep.input}  # value -> the tensor whose memory it shares (flatten returns a view)
-        self.names = _Names()
-        self.value_name = {dep.input: self.names.take("x", dep.input)}
+        # the pieces of a fused convolution's output: views that split() returns, which autograd
+        # forbids writing in place
+        self.pieces = {v for st in stmts if st.kind == "fused" for v in st.outputs}
+        self.names = Namespace({"self": "forward's self"}, outer=dep.files)
+        self.value_name = {dep.input: self.names.fresh("x")}
 
     def lines(self) -> list:
         lines = []
         for i, st in enumerate(self.stmts):
             ins = [self.value_name[v] for v in st.inputs]
             dying = {v for v in st.inputs if self.last[v] == i}
-            in_place = st.kind == "relu" and self.may_overwrite(st.inputs[0], i, dying)
-            for v in dying:
+            in_place = st.kind == "relu" and self.may_overwrite(st.inputs[0])
+            for v in dying:  # a dead value's name is free for the statement's outputs
                 self.names.release(self.value_name[v])
             outs = []
             for k, v in enumerate(st.outputs):
-                outs.append(self.names.take(self.preferred(st, k, ins, dying), v))
+                outs.append(self.names.fresh(self.preferred(st, k, ins, dying), "a local of forward"))
                 self.value_name[v] = outs[-1]
-                self.base[v] = self.base.get(st.inputs[0], st.inputs[0]) if st.kind == "flatten" else v
             for v in dying:
                 del self.value_name[v]
             lines.extend(_statement(st, ins, outs, in_place))
         lines.append(f"return {self.value_name[self.output]}")
         return lines
 
-    def may_overwrite(self, v, i: int, dying: set) -> bool:
-        """Whether statement ``i`` may write over value ``v``: no later statement reads it, it is not
-        the input, and no value still needed shares its memory."""
-        base = self.base
-        return v in dying and base.get(v, v) is not self.dep.input and not any(
-            base.get(w, w) is base.get(v, v) for w in self.value_name if w is not v and self.last.get(w, -1) > i)
+    def may_overwrite(self, v) -> bool:
+        """Whether a relu statement may write over the value ``v`` it reads: the rule of the training
+        module (emit.overwritable) on the deploy graph, where dropout and identity are gone, and
+        not a piece of a fused convolution's output."""
+        return overwritable(v, self.dep.readers[v], {self.dep.input, self.output}) and v not in self.pieces
 
     def preferred(self, st: Stmt, k: int, in_names: list, dying: set) -> str:
         """The name the k-th output of a statement would like, as torchvision names its locals."""
@@ -403,7 +374,7 @@ class _Forward:
             if stem != "x":
                 return stem
             flat = _source(st.layer, k).rsplit(".", 1)[-1]  # a flat layout's inception_3a_1x1
-            if not flat.isdigit() and flat.isidentifier() and flat not in DEPLOY_LOCALS:
+            if not flat.isdigit() and is_name(flat):
                 return flat
         nxt = self.readers.get(v, [])
         if len(nxt) == 1 and nxt[0].kind in ("layer", "fused"):
@@ -412,7 +383,7 @@ class _Forward:
                 return stem
         if st.kind == "concat":
             prefix = re.sub(r"_\d*$", "", _common_prefix(in_names))  # branch3x3_2a, _2b -> branch3x3
-            if prefix.isidentifier() and prefix not in DEPLOY_LOCALS:
+            if is_name(prefix):
                 return prefix
         if in_names and st.inputs[0] in dying:
             return in_names[0]
@@ -447,8 +418,8 @@ def _statement(st: Stmt, ins: list, outs: list, in_place: bool) -> list:
         sizes = ", ".join(map(str, st.sizes))
         shape = f"N x ({' + '.join(map(str, st.sizes))}) x {dims(st.shape[1:], ' x ')}"
         lines = [f"{', '.join(outs)} = {call}.split([{sizes}], 1)  # {shape}"]
-        if any(st.relu) and not all(st.relu):
-            lines += [f"{o} = F.relu({o}, inplace=True)" for o, r in zip(outs, st.relu) if r]
+        if any(st.relu) and not all(st.relu):  # not in place: split() returns views
+            lines += [f"{o} = F.relu({o})" for o, r in zip(outs, st.relu) if r]
         return lines
     if st.kind == "relu":
         return [f"{outs[0]} = F.relu({ins[0]}{', inplace=True' if in_place else ''})  # {comment}"]
@@ -483,7 +454,7 @@ def deploy_module(compiled, output: str = "generated") -> tuple:
     num_classes_layer = next((layer for layer in dep.layers if layer.ctor.startswith("nn.Linear(") and "num_classes" in layer.ctor), None)
     init = [f"self.channels_last = channels_last"]
     for layer in dep.layers:
-        init.append(f"self.{layer.attr} = {layer.ctor}  # {layer.comment}")
+        init.append(f"self.{layer.attr} = {layer.ctor}  # {escape(layer.comment)}")
     init += ["if channels_last:", "    self.to(memory_format=torch.channels_last)"] if has_conv else []
     params_sig = ["self"] + (["num_classes: int = " + repr(compiled.expanded.num_classes)] if num_classes_layer else []) + \
         [f"channels_last: bool = {has_conv!r}"]
@@ -498,7 +469,7 @@ def deploy_module(compiled, output: str = "generated") -> tuple:
         "forward": forward,
         "folds": [line for a, fs in folds for line in _fold_lines(a, fs)],
         "copies": [f"({py_str(a)}, {py_str(p)})," for a, p in copies],
-        "num_classes": (f"model.get_submodule({_source_of(num_classes_layer)!r}).weight.shape[0]"
+        "num_classes": (f"model.get_submodule({py_str(_source_of(num_classes_layer))}).weight.shape[0]"
                         if num_classes_layer else None),
         "has_conv": has_conv,
         "channels_last": has_conv,
@@ -521,14 +492,14 @@ def _class_doc(dep: _Deploy, compiled, has_conv: bool) -> list:
         removed.append("dropout")
     doc = [f"Inference-only {class_name_of(spec)}: the deploy build of {spec_label(compiled.file)}.", ""]
     doc += _doc_text(spec.description or f"The {spec.name} network.")
-    doc += [""] + wrap_lines([
+    doc += [""] + _doc_text(
         f"Computes what {class_name_of(spec)} computes in eval mode: {folded} BatchNorm layers folded into "
         f"their convolutions"
         + (f", {len(fused)} groups of sibling convolutions fused into one convolution each" if fused else "")
         + (f", {' and '.join(removed)} removed" if removed else "")
         + (", channels_last memory format unless channels_last=False" if has_conv else "") + ". "
         f"Input {dims(ex.input)}. Parameters: {params:,}. "
-        f"MACs: {compiled.analysis.totals.macs:,} (the same as the training module's in eval; FLOPs = 2 x MACs)."])
+        f"MACs: {compiled.analysis.totals.macs:,} (the same as the training module's in eval; FLOPs = 2 x MACs).")
     doc += ["", f"Build it from a trained model: ``{dep.model_class}.from_trained(model)``."]
     return doc
 

@@ -1,10 +1,13 @@
 """Writing Python source, for both code generators (``generate`` and ``deploy``).
 
-Everything a generated file shares lives here: the names the generated code itself uses (which a
-spec's names must not shadow), how spec text becomes a docstring or a string literal, the
-templates, and the header that records the spec and a hash of the body, by which ``archspec
-build`` tells a stale file from one edited by hand. Spec strings reach generated source only
-through the functions of this module or as identifiers validated against these names.
+Everything a generated file shares lives here: ``Namespace``, the one allocator of every
+identifier a generated file holds (Python's names, nn.Module's attributes and the file's imports
+reserved; names that are state_dict keys or constructor parameters kept or refused, any other
+renamed); ``escape``, the one function spec text passes on its way into generated source;
+``in_place_nodes``, which op may overwrite its input, decided from the graph; the templates; and
+the header that records the spec and a hash of the body, by which ``archspec build`` tells a stale
+file from one edited by hand. Spec strings reach generated source only as identifiers allocated
+here or through ``escape``.
 
 >>> text = stamp('x = 1\\n', "specs/tiny.yaml", "archspec build")
 >>> text.splitlines()[0]
@@ -14,35 +17,196 @@ through the functions of this module or as identifiers validated against these n
 """
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
-import json
+import keyword
 import os
+import re
+import sys
 import textwrap
 
-from .errors import GenerateError, printable
+from .errors import GenerateError
+from .ops import OPS
 from .version import __version__
 
 # --- names -------------------------------------------------------------------------------------
 
-# Names the training module uses at top level or inside methods.
-MODULE_NAMES = {"torch", "nn", "F", "namedtuple", "Optional", "Tuple", "Union", "Tensor", "loss", "annotations",
-                "x", "self", "in_channels", "outputs", "target", "super", "int", "float", "bool", "tuple", "range",
-                "isinstance", "list", "dict", "print", "object", "type", "str", "len", "aux_logits", "training"}
-# nn.Module attributes a deploy layer must not shadow, and names the deploy module uses.
-NN_MODULE_ATTRS = {"training", "forward", "eval", "train", "to", "cpu", "cuda", "float", "half", "double", "type",
-                   "apply", "modules", "children", "parameters", "buffers", "state_dict", "load_state_dict",
-                   "register_buffer", "register_module", "add_module", "get_submodule", "channels_last",
-                   "from_trained", "requires_grad_", "zero_grad", "extra_repr", "bfloat16", "share_memory"}
-# Names the deploy module's forward and from_trained use.
-DEPLOY_LOCALS = {"self", "torch", "nn", "F", "Tensor", "Optional", "model", "deploy", "cls"}
+# Every attribute of an nn.Module instance but the dunders: its methods, class attributes and the
+# attributes __init__ sets, as dir(torch.nn.Module()) lists them (torch 2.13), written out so that
+# building needs no torch; tests/test_names.py checks it against the installed torch. A submodule
+# registered under one of these names would hide it (self.eval(x) calls Module.eval) or break the
+# module (self._modules = ... replaces its dict of submodules).
+NN_MODULE_ATTRS = frozenset("""
+    T_destination _apply _backward_hooks _backward_pre_hooks _buffers _call_impl _compiled_call_impl
+    _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs _forward_pre_hooks
+    _forward_pre_hooks_with_kwargs _get_backward_hooks _get_backward_pre_hooks _get_name _is_full_backward_hook
+    _load_from_state_dict _load_state_dict_post_hooks _load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook
+    _modules _named_members _non_persistent_buffers_set _parameters _register_load_state_dict_pre_hook
+    _register_state_dict_hook _replicate_for_data_parallel _save_to_state_dict _slow_forward _state_dict_hooks
+    _state_dict_pre_hooks _version _wrapped_call_impl add_module apply bfloat16 buffers call_super_init children
+    compile cpu cuda double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+    get_submodule half ipu load_state_dict modules mtia named_buffers named_children named_modules
+    named_parameters parameters register_backward_hook register_buffer register_forward_hook
+    register_forward_pre_hook register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule
+    share_memory state_dict to to_empty train training type xpu zero_grad""".split())
+
+# Names Python gives a meaning everywhere: a generated name may not be one (a local called `range`
+# would break the `for _ in range(n)` after it; `self.float` is nn.Module's).
+PYTHON_NAMES = {**{name: f"Python's builtin {name}" for name in dir(builtins) if not name.startswith("_")},
+                **{name: f"the Python keyword {name}" for name in keyword.kwlist}}
+
+# The names each generated file binds at its top level besides its classes: (imports, definitions).
+TRAINING_IMPORTS = (("torch", "nn", "F", "Tensor", "namedtuple", "Optional", "Union"), ("loss",))
+DEPLOY_IMPORTS = (("torch", "nn", "F", "Tensor"), ("_FOLDS", "_COPIES", "_fold"))
+# The parameters and locals the templates write (self, x, __init__'s fixed parameters, loss's,
+# from_trained's): a class of one of these names would be hidden in a method that uses it
+# (``new_class``).
+TEMPLATE_LOCALS = ("self", "x", "in_channels", "num_classes", "aux_logits", "outputs", "target", "cls", "model",
+                   "channels_last", "deploy", "name", "sources", "source", "weight", "bias", "layer")
+
+# Modules a generated file's `<name>.py` must not be called after: Python run in the file's
+# directory imports the file in place of the module (torch.py shadows torch; `import torch` itself
+# imports much of the standard library and these packages).
+IMPORTED_MODULES = frozenset(sys.stdlib_module_names) | {
+    "torch", "torchvision", "numpy", "typing_extensions", "sympy", "mpmath", "networkx", "jinja2", "markupsafe",
+    "filelock", "fsspec", "setuptools", "pkg_resources", "archspec"}
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def is_name(text: str) -> bool:
+    """Whether ``text`` can be a generated identifier as it is: ASCII (Python would normalise a
+    full-width letter to another name), not a keyword, and not ``__x`` (Python mangles such names
+    inside a class body, so ``self.__x`` and ``get_submodule("__x")`` would disagree)."""
+    return bool(_IDENTIFIER.match(text)) and not keyword.iskeyword(text) and not text.startswith("__")
+
+
+class Namespace:
+    """One scope of generated identifiers, as torch.fx's ``_Namespace``: a name is handed out once.
+
+    ``reserved`` maps the names nothing in the scope may take to the reason (a keyword, a builtin,
+    an import of the generated file, an attribute of nn.Module); ``outer`` is the enclosing scope
+    (a method's locals see the file's names). ``claim`` keeps a name verbatim or raises
+    ``GenerateError`` saying why it cannot be kept; ``fresh`` gives the nearest free name
+    (``out``, ``out_2``; ``range_`` for a reserved ``range``); ``release`` frees a dead local's name.
+
+    >>> file = Namespace({"torch": "the torch that the file imports"})
+    >>> forward = Namespace(PYTHON_NAMES, outer=file)
+    >>> forward.fresh("out"), forward.fresh("out"), forward.fresh("torch"), forward.fresh("range")
+    ('out', 'out_2', 'torch_', 'range_')
+    >>> forward.claim("torch", "argument", None, " of block B")
+    Traceback (most recent call last):
+    archspec.errors.GenerateError: error: argument 'torch' of block B would hide the torch that the file imports
+    """
+
+    def __init__(self, reserved: dict | None = None, outer: Namespace | None = None):
+        self.reserved = dict(reserved or {})
+        self.outer = outer
+        self.used: dict = {}  # name -> what holds it
+        self.low: dict = {}  # base -> a suffix below which every numbered name of the base is taken
+
+    def why_taken(self, name: str) -> str | None:
+        """Why ``name`` is not free here (None: it is free)."""
+        why = self.used.get(name) or self.reserved.get(name)
+        if why is None and self.outer is not None:
+            return self.outer.why_taken(name)
+        return why
+
+    def claim(self, name: str, what: str, loc, owner: str = "", advice: str = "") -> str:
+        """``name`` itself, taken for ``what`` (``module``, ``argument``) of ``owner`` (`` of block B``),
+        or a located error: ``module 'eval' would hide nn.Module's own eval: <advice>``."""
+        taken = self.why_taken(name)
+        if taken is not None:
+            raise GenerateError(f"{what} '{name}'{owner} would hide {taken}{advice}", loc)
+        self.used[name] = f"the {what} {name}{owner}"
+        return name
+
+    def fresh(self, want: str, what: str = "a generated name", avoid: tuple = ()) -> str:
+        """A free name as close to ``want`` as can be: ``want``, ``want_2``, ``want_3`` ...; a name
+        that is reserved (or in ``avoid``) gets a trailing underscore first (``range_``, as PEP 8
+        writes ``class_``)."""
+        base = want
+        if base.startswith("__"):  # Python would mangle it
+            base = base.lstrip("_") or "_"
+        if not is_name(base):
+            base = "t"
+        if self._reserved(base) or base in avoid:
+            base += "_"
+        # the search resumes below the first suffix not known to be taken: 20,000 branches of one
+        # add: are out_2 ... out_20000 in linear time, not quadratic
+        i = self.low.get(base, 1)
+        name = base if i == 1 else _numbered(base, i)
+        while self.why_taken(name) is not None:
+            i += 1
+            name = _numbered(base, i)
+        self.low[base] = i + 1
+        self.used[name] = what
+        return name
+
+    def release(self, name: str) -> None:
+        """``name`` is free again (a dead local's): the searches that could give it start no later."""
+        self.used.pop(name, None)
+        self.low.pop(name, None)
+        digits = len(name) - len(name.rstrip("0123456789"))
+        if digits and name[-digits:].isascii() and int(name[-digits:]) >= 2:
+            head, k = name[:-digits], int(name[-digits:])
+            for base in {head, head[:-1]} if head.endswith("_") else ():  # base2 after base_, base_2 after base
+                self.low[base] = min(self.low.get(base, 1), k)
+
+    def _reserved(self, name: str) -> bool:
+        return name in self.reserved or (self.outer is not None and self.outer._reserved(name))
+
+
+def _numbered(base: str, i: int) -> str:
+    return f"{base}{'' if base.endswith('_') else '_'}{i}"
+
+
+def file_names(names: tuple) -> Namespace:
+    """The top level of a generated file: Python's names, and the file's (imports, definitions)."""
+    imports, defined = names
+    return Namespace({**PYTHON_NAMES, **{name: f"the {name} that the generated file imports" for name in imports},
+                      **{name: f"the {name} that the generated file defines" for name in defined}})
+
+
+def attribute_names(extra: dict | None = None) -> Namespace:
+    """The attributes of one generated nn.Module class: nn.Module's own, and ``extra`` (name -> reason)."""
+    return Namespace({**{name: f"nn.Module's own {name}" for name in NN_MODULE_ATTRS}, **(extra or {})})
+
+
+def check_module_name(resolved) -> None:
+    """Refuse a spec ``name:`` whose generated file would shadow a module it imports (``torch.py``)."""
+    name = resolved.spec.name
+    if name in IMPORTED_MODULES:
+        data = resolved.data
+        raise GenerateError(f"name '{name}' would write {name}.py, which Python, run in its directory, imports in "
+                            f"place of the module {name} (the generated file imports torch, and torch much of "
+                            "Python's library): choose another name",
+                            data.loc_of("name") if hasattr(data, "loc_of") and "name" in data else None)
+
+
+def new_class(files: Namespace, want: str, what: str) -> str:
+    """A class of a generated file: ``want`` unless Python, the file or a method's own parameters
+    and locals (``TEMPLATE_LOCALS``) use that name (``class_name: F`` -> ``F_``, a block ``self`` -> ``self_``)."""
+    return files.fresh(want, what, avoid=TEMPLATE_LOCALS)
+
+
+def claim_class(files: Namespace, name: str, what: str, loc, advice: str = "") -> str:
+    """A class the spec names itself (an outputs type): kept, or a located error where it would hide a
+    name of Python, the file, another class or a method's own parameters and locals."""
+    if name in TEMPLATE_LOCALS:
+        raise GenerateError(f"{what} '{name}' would hide the parameter or local {name} of a generated method{advice}",
+                            loc)
+    return files.claim(name, what, loc, "", advice)
 
 
 def class_name_of(spec) -> str:
-    """The model class: the spec's class_name, else its name in CamelCase (inception_v3 -> InceptionV3)."""
-    if spec.class_name:
-        return spec.class_name
-    return "".join(part[:1].upper() + part[1:] for part in spec.name.split("_") if part) or "Model"
+    """The model class: the spec's class_name, else its name in CamelCase (inception_v3 -> InceptionV3);
+    a name Python or the generated file already uses gets a trailing underscore (``class_name: F`` -> ``F_``)."""
+    name = spec.class_name or "".join(part[:1].upper() + part[1:] for part in spec.name.split("_") if part) or "Model"
+    return new_class(file_names(TRAINING_IMPORTS), name, "the model class")
 
 
 def outputs_class_of(spec) -> str:
@@ -54,16 +218,38 @@ def outputs_class_of(spec) -> str:
 
 # --- spec text in generated source -------------------------------------------------------------
 
-def doc_lines(text: str) -> list:
-    """Docstring lines from spec text: no quote, backslash or control character can end the string."""
+def escape(text: str) -> str:
+    """Spec text as it may stand in generated source: in a comment, a docstring or a string literal.
+
+    Every text from a spec (file names, names, descriptions, docs) passes this one function on its
+    way into generated source. What it returns is one line of printable characters without a double
+    quote or a backslash, so it cannot end a comment, a string or a docstring, start an escape
+    sequence, or hide a line break (CR, U+2028, U+2029, U+0085, form feed) or a bidirectional
+    override that an editor shows differently from what Python reads: ``"`` becomes ``'``, a tab a
+    space, and a backslash, a control character, a surrogate (an undecodable byte of a file name)
+    or any other character that is not printable becomes ``?``.
+
+    >>> print(escape('x' + '"' * 3 + ';open("PWNED", "w")'))
+    x''';open('PWNED', 'w')
+    >>> escape("a\\\\b\\nc\\u2028d\\x00\\udcff\\te")
+    'a?b?c?d?? e'
+    """
     out = []
     for ch in text:
-        if ch == "\n" or (ch.isprintable() and ch not in "\"\\"):
-            out.append(ch)
+        if ch == '"':
+            out.append("'")
+        elif ch == "\t":
+            out.append(" ")
+        elif ch == "\\" or not ch.isprintable():
+            out.append("?")
         else:
-            out.append("'" if ch == '"' else " ")
-    clean = "".join(out)
-    return [line.rstrip() for line in clean.strip().splitlines()] or [""]
+            out.append(ch)
+    return "".join(out)
+
+
+def doc_lines(text: str) -> list:
+    """Docstring lines from spec text: its lines (split at newlines only), each escaped."""
+    return [escape(line).rstrip() for line in text.strip().split("\n")]
 
 
 def wrap_lines(lines: list, width: int = 96) -> list:
@@ -75,19 +261,44 @@ def wrap_lines(lines: list, width: int = 96) -> list:
 
 
 def py_str(text) -> str:
-    """A Python string literal for ``text`` (``None`` for None)."""
-    return "None" if text is None else json.dumps(text)
+    """A Python string literal for ``text`` (``None`` for None), escaped: the module paths and
+    attribute names archspec writes this way are identifiers and dots, which pass unchanged."""
+    return "None" if text is None else f'"{escape(text)}"'
 
 
 def spec_label(file: str) -> str:
-    """A stable, relative name for a spec file: from the last `specs/` directory, else the file name;
-    escaped for display (a name that is not UTF-8 would not encode, and one with a newline would
-    end the header comment)."""
+    """A stable, relative name for a spec file, escaped for generated source: from the last `specs/`
+    directory, else the file name."""
     parts = os.path.normpath(os.path.abspath(file)).split(os.sep)
     if "specs" in parts:
         i = len(parts) - 1 - parts[::-1].index("specs")
-        return printable("/".join(parts[i:]))
-    return printable(parts[-1])
+        return escape("/".join(parts[i:]))
+    return escape(parts[-1])
+
+
+# --- in place ----------------------------------------------------------------------------------
+
+def overwritable(value, readers: list, held) -> bool:
+    """Whether an in-place op that reads ``value`` may write over it.
+
+    Only when it is the value's only reader (``readers``: every op that reads it, aux heads included),
+    and the value is fresh memory that no backward keeps (the catalog's ``fresh``: not relu's output,
+    which its backward reads, nor dropout's or identity's, which are their input in eval, nor
+    flatten's, a view), and not one of ``held``: the tensors a forward was given (the network's
+    input, a block's input), which its caller may still hold, and those it returns (the network's
+    output, which an aux head may read too).
+    """
+    return len(readers) == 1 and OPS[value.op].fresh and value not in held
+
+
+def in_place_nodes(graph) -> set:
+    """The nodes of a lowered graph that may run in place: an op that can (``relu``) whose input is
+    ``overwritable``. Decided from the graph's readers, so a branch's first op, an op after dropout
+    or identity, or one whose input an aux head also reads, never overwrites a tensor that is read again."""
+    held = {span.input for span in graph.modules.values() if span.module.kind in ("model", "block")}
+    held |= {graph.output, *graph.aux.values()}
+    return {node for node in graph if OPS[node.op].in_place
+            and overwritable(node.inputs[0], list(graph.successors(node.inputs[0])), held)}
 
 
 # --- templates ---------------------------------------------------------------------------------
@@ -156,7 +367,7 @@ def stamp(body: str, file: str, command: str) -> str:
     label = spec_label(file)
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     # one comment line whatever the paths hold: `-o $'o\nimport os'` must not start a line of code
-    head = printable(f"# Generated by archspec {__version__} from {label}. Do not edit: run `{command} {label}`.")
+    head = escape(f"# Generated by archspec {__version__} from {label}. Do not edit: run `{command} {label}`.")
     return f"{head}\n{HEADER_MARK}{digest}\n" + body
 
 

@@ -7,8 +7,12 @@ generated class's own arguments; input channels are tracked symbolically (``in_c
 ``out`` -> ``64 + 64 + 96 + pool_features``) and checked against the analysed value of every
 instance. Decisions are made here; ``templates/module.py.j2`` only lays the text out.
 
-Spec strings reach the output only as validated identifiers (checked again here against the
-names the generated module uses) or as ``repr()`` literals.
+Every identifier it writes is allocated in a ``Namespace`` (archspec/emit.py): the file's class
+names, each class's attributes, the locals of ``__init__`` and ``forward``, loop variables and the
+outputs namedtuple's fields. Module names are kept as they are (they are the state_dict keys) or
+refused; anything else is renamed away from Python's names, nn.Module's attributes, the file's
+imports and each other. Spec text reaches the output only through ``emit.escape``. An op runs in
+place only where ``emit.in_place_nodes`` proves it safe from the graph, in every instance of its block.
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ import ast
 import keyword
 from dataclasses import dataclass, field
 
-from .emit import (MODULE_NAMES, class_name_of, doc_lines, outputs_class_of, rebuild_command, render, spec_label, stamp,
+from .emit import (TRAINING_IMPORTS, Namespace, attribute_names, check_module_name, claim_class, class_name_of,
+                   doc_lines, escape, file_names, in_place_nodes, new_class, rebuild_command, render, spec_label, stamp,
                    wrap_lines)
 from .errors import GenerateError
+from .expand import Absent, Apply, Func, Merge
 from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
 from .ops import OPS
 from .text import dims, shape_comment
@@ -54,33 +60,20 @@ class ClassCode:
 
 @dataclass
 class _Scope:
-    """Emission state for one class: its instances (for shapes and checks) and its local names."""
+    """Emission state for one class: its instances (for shapes and checks) and its names."""
 
     owner: str  # block name, or the model class
     instances: list  # expanded Modules of this block
     arg_names: set
-    module_names: set = field(default_factory=set)
-    stored_args: list = field(default_factory=list)  # block args that forward needs (self.<name>)
-    locals_used: set = field(default_factory=set)
-    next_suffix: dict = field(default_factory=dict)  # base -> where the search for a free name resumes
+    attrs: Namespace  # self.<name>: its modules (verbatim), the arguments forward reads
+    init_names: Namespace  # __init__'s parameters and loop variables
+    names: Namespace  # forward's locals
+    arg_attrs: dict = field(default_factory=dict)  # argument forward reads -> the attribute holding it
     init: list = field(default_factory=list)
     forward: list = field(default_factory=list)
-    taken: set = field(default_factory=set)  # module-level names forward reads (the outputs type)
 
     def local(self, want: str) -> str:
-        base = want if is_identifier(want) and want not in MODULE_NAMES else f"{want}_"
-        if not is_identifier(base):
-            base = "t"
-        # names are never freed, so the search resumes where the last one for this base stopped:
-        # 20,000 branches of one add: get out_2 ... out_20000 in linear time, not quadratic
-        i = self.next_suffix.get(base, 1)
-        name = base if i == 1 else f"{base}_{i}"
-        while name in self.locals_used or name in MODULE_NAMES or name in self.arg_names or name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.next_suffix[base] = i
-        self.locals_used.add(name)
-        return name
+        return self.names.fresh(want, "a local of forward")
 
 
 class _Generator:
@@ -95,20 +88,36 @@ class _Generator:
                 self.instances.setdefault(m.type, []).append(m)
         self.classes: dict = {}  # block name -> ClassCode (insertion = emission order)
         self.out_channels: dict = {}  # block name -> ast expr over its args (None: not symbolic)
-        self.model_class = class_name_of(compiled.resolved.spec)
-        self.outputs_class = outputs_class_of(compiled.resolved.spec)
-        data = compiled.resolved.data
-        if {self.model_class, self.model_class + "Outputs"} & MODULE_NAMES:  # e.g. class_name: F
-            key = "class_name" if "class_name" in data else "name"
-            raise GenerateError(f"model class '{self.model_class}' clashes with a name the generated module uses",
-                                data.loc_of(key) if hasattr(data, "loc_of") else None)
-        if compiled.expanded.aux and (self.outputs_class in MODULE_NAMES or self.outputs_class == self.model_class):
-            raise GenerateError(f"outputs type '{self.outputs_class}' clashes with a name the generated module uses",
-                                _outputs_loc(data, "type"))
-        self.reserved = MODULE_NAMES | {self.model_class, self.model_class + "Outputs", self.outputs_class}
-        for name in self.blocks:
-            if name in self.reserved or keyword.iskeyword(name):
-                raise GenerateError(f"block name '{name}' clashes with a name the generated module uses", self.blocks[name].loc)
+        # The file's names: the model class, an outputs type the spec names, one class per block, the
+        # default outputs type.
+        self.files = file_names(TRAINING_IMPORTS)
+        self.model_class = new_class(self.files, class_name_of(compiled.resolved.spec), "the model class")
+        self.outputs_class = self.outputs_type() if compiled.expanded.aux else None
+        self.class_names = {name: new_class(self.files, name, f"the class of block {name}") for name in self.blocks}
+        if compiled.expanded.aux and self.outputs_class is None:
+            self.outputs_class = new_class(self.files, f"{self.model_class}Outputs", "the outputs namedtuple")
+        self.fields = self.output_fields()
+        self.in_place = in_place_nodes(self.g)
+        self.nodes_of = _nodes_by_item(compiled.expanded.model, self.g)
+        self.aux_locals: dict = {}  # aux head -> the local of forward holding its output
+
+    def outputs_type(self):
+        """The outputs namedtuple's type as ``outputs: {type: ...}`` names it, kept or refused (None:
+        not named, the default is allocated after the block classes)."""
+        spec = self.c.resolved.spec
+        if spec.outputs is None or not spec.outputs.type:
+            return None
+        return claim_class(self.files, spec.outputs.type, "outputs type", _outputs_loc(self.c.resolved.data, "type"),
+                           ": choose another type name")
+
+    def output_fields(self) -> list:
+        """The outputs namedtuple's fields, [(field, "main" or an aux head)]: as ``outputs:`` names
+        them, else ``logits`` and each aux head under a field named after it (``_output_fields``)."""
+        r = self.c.resolved
+        if r.outputs is not None:
+            return r.outputs
+        fields = _output_fields(self.c.expanded.aux)
+        return [("logits", "main")] + [(fields[h.name], h.name) for h in self.c.expanded.aux]
 
     # -- shapes and numbers of the analysed instances --
     def shape_of_path(self, path: str):
@@ -161,14 +170,14 @@ class _Generator:
         return rendered
 
     def forward_expr(self, expr, scope: _Scope):
-        """Block arguments used in forward are read from attributes stored in __init__."""
+        """Arguments used in forward are read from attributes stored in __init__, named after the
+        argument unless a module or nn.Module has that name (``_modules`` is stored as ``_modules_``)."""
         used = names(expr) & scope.arg_names
         for n in sorted(used):
-            if n not in scope.stored_args:
-                if n in scope.module_names:
-                    raise GenerateError(f"argument '{n}' of {scope.owner} is needed in forward but a module has the same name", None)
-                scope.stored_args.append(n)
-        return substitute(expr, {n: ast.Attribute(ast.Name("self", ast.Load()), n, ast.Load()) for n in used})
+            if n not in scope.arg_attrs:
+                scope.arg_attrs[n] = scope.attrs.fresh(n, f"the argument {n}")
+        return substitute(expr, {n: ast.Attribute(ast.Name("self", ast.Load()), scope.arg_attrs[n], ast.Load())
+                                 for n in used})
 
     def block_call(self, call, in_expr, scope: _Scope, rel: str, loc) -> tuple:
         """Source of a block constructor call and the block's output channel expression."""
@@ -186,9 +195,9 @@ class _Generator:
             for a in block.args:
                 mapping[a.name] = given.get(a.name, constant(a.default) if not a.required else ast.Name(a.name, ast.Load()))
             out = fold(substitute(out, mapping))
-        return f"{call.name}({', '.join(args)})", out
+        return f"{self.class_names[call.name]}({', '.join(args)})", out
 
-    def module_ctor(self, call, in_expr, scope: _Scope, rel: str, loc) -> tuple:
+    def module_ctor(self, call, in_expr, scope: _Scope, rel: str, loc, item) -> tuple:
         """(constructor source, output channel expr) for an op or block call registered as a module."""
         if call.name in self.blocks:
             return self.block_call(call, in_expr, scope, rel, loc)
@@ -197,8 +206,14 @@ class _Generator:
         in_src = ""
         if op.inferred:
             in_src = unparse(self.check_symbolic(scope, rel, in_expr, loc))
-        ctor = op.module(in_src, exprs_, op)
+        ctor = op.module(in_src, exprs_, op, inplace=self.runs_in_place(item))
         return ctor, self.channels_after(call, in_expr)
+
+    def runs_in_place(self, item) -> bool:
+        """Whether the op of a spec item may overwrite its input: in every instance of its block (every
+        repetition of a repeat) the graph proves it safe (``emit.in_place_nodes``)."""
+        nodes = self.nodes_of.get(id(item))
+        return bool(nodes) and all(node in self.in_place for node in nodes)
 
     def channels_after(self, call, in_expr):
         """The output channel expression of an op call (the catalog says which attribute sets it)."""
@@ -208,62 +223,73 @@ class _Generator:
         return _arg(call, op, op.out_attr) if op.out_attr else in_expr
 
     # -- classes --
+    def new_scope(self, owner: str, instances: list, args: list, items: list, params: tuple, heads=()) -> _Scope:
+        """A class's names: its modules (and aux heads) claimed as attributes under their own names,
+        its arguments as ``__init__``'s parameters; both refused with a located error where they would
+        hide a name Python, nn.Module or the generated file gives a meaning."""
+        attrs = attribute_names({"aux_logits": "the model's own aux_logits switch"} if heads else None)
+        of = f" of block {owner}" if owner in self.blocks else ""
+        for name, loc, what in [*_module_names(items), *((h.name, h.loc, "aux head") for h in heads)]:
+            attrs.claim(name, what, loc, of, ": rename it (archspec cannot: a module's name starts its state_dict keys)")
+        init_names = Namespace({p: f"the generated __init__'s own parameter {p}" for p in ("self", *params)},
+                               outer=self.files)
+        for a in args:
+            init_names.claim(a.name, "argument", a.loc, of or " of the model",
+                             ": rename it (archspec cannot: an argument is a parameter of the generated class)")
+        names = Namespace({"self": "forward's self", **{a.name: f"the argument {a.name}" for a in args}},
+                          outer=self.files)
+        names.claim("x", "input of forward", None)
+        return _Scope(owner, instances, {a.name for a in args}, attrs, init_names, names)
+
     def ensure_class(self, name: str) -> None:
         if name in self.classes:
             return
         self.classes[name] = None  # placeholder keeps first-use order
         block = self.blocks[name]
-        scope = _Scope(name, self.instances.get(name, []), {a.name for a in block.args})
-        for a in block.args:
-            if a.name in self.reserved or a.name in self.blocks:
-                raise GenerateError(f"argument '{a.name}' of block {name} clashes with a name the generated module uses", a.loc)
-        out = self.body(block.layers, self.first_steps(scope), "x", "x", ast.Name("in_channels", ast.Load()), scope, "",
-                        fresh=False)
+        scope = self.new_scope(name, self.instances.get(name, []), block.args, block.layers, ("in_channels",))
+        out = self.body(block.layers, self.first_steps(scope), "x", "x", ast.Name("in_channels", ast.Load()), scope, "")
         self.out_channels[name] = out
         params = ["self", "in_channels: int"]
         for a in block.args:
             ann = _TYPES[a.type]
             params.append(f"{a.name}: {ann}" if a.required else f"{a.name}: {ann} = {a.default!r}")
         init = list(scope.init)
-        for n in scope.stored_args:
-            init.append(f"self.{n} = {n}")
+        for n, attr in scope.arg_attrs.items():
+            init.append(f"self.{attr} = {n}")
         doc = doc_lines(block.doc or f"Block {name} from the spec.")
         insts = scope.instances
         if insts:
             where = insts[0].path or self.model_class
-            doc += ["", f"Shapes in forward are those of {where}" + (f" (one of {len(insts)} instances)." if len(insts) > 1 else ".")]
+            doc += ["", escape(f"Shapes in forward are those of {where}"
+                               + (f" (one of {len(insts)} instances)." if len(insts) > 1 else "."))]
         doc = wrap_lines(doc)
-        self.classes[name] = ClassCode(name, doc, params, init or ["pass"], scope.forward + ["return x"])
+        self.classes[name] = ClassCode(self.class_names[name], doc, params, init, scope.forward + ["return x"])
 
     def first_steps(self, scope: _Scope):
         return scope.instances[0].body if scope.instances else None
 
-    def body(self, items: list, steps, src: str, dst: str, ch, scope: _Scope, rel_prefix: str, fresh: bool):
-        """Emit ``items`` of a body: the first reads ``src``, every one writes ``dst``.
-
-        ``fresh`` says whether the tensor being read was made in this scope (so an in-place ReLU
-        cannot touch a tensor someone else still holds). Returns the output channel expression.
-        """
+    def body(self, items: list, steps, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
+        """Emit ``items`` of a body: the first reads ``src``, every one writes ``dst``. Returns the
+        output channel expression."""
         for item, step in _paired(items, steps):
-            ch, fresh = self.item(item, step, src, dst, ch, scope, rel_prefix, fresh)
+            ch = self.item(item, step, src, dst, ch, scope, rel_prefix)
             src = dst
         return ch
 
-    def item(self, item, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str, fresh: bool):
+    def item(self, item, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
         if isinstance(item, CallItem):
             op = OPS[item.call.name]
             exprs_ = self.attr_exprs(item.call.name, item.call, scope, in_forward=True)
-            text = op.function(src, exprs_, op, inplace=fresh)
+            text = op.function(src, exprs_, op, inplace=self.runs_in_place(item))
             if text != dst:  # identity on the same variable writes nothing
                 scope.forward.append(_stmt(f"{dst} = {text}", self.node_shape(step)))
-            return self.channels_after(item.call, ch), fresh if item.call.name == "identity" else True
+            return self.channels_after(item.call, ch)
         if isinstance(item, NamedItem):
             rel = f"{rel_prefix}{item.name}"
-            scope.module_names.add(item.name)
             if item.seq is not None:
                 ctor, out = self.sequential(item.seq, ch, scope, rel, item.loc)
             else:
-                ctor, out = self.module_ctor(item.call, ch, scope, rel, item.loc)
+                ctor, out = self.module_ctor(item.call, ch, scope, rel, item.loc, item)
             shape = self.shape_of_first(scope, rel)
             lines = f"self.{item.name} = {ctor}".split("\n")
             if item.cond is not None:
@@ -271,12 +297,12 @@ class _Generator:
                 call = f"self.{item.name}({src}) if self.{item.name} is not None else {src}"
                 scope.forward.append(_stmt(f"{dst} = {call}", shape))
                 same = out is not None and ch is not None and unparse(out) == unparse(ch)
-                return (out if same else None), fresh and src == dst  # may be the input itself
+                return out if same else None
             scope.init += lines
             scope.forward.append(_stmt(f"{dst} = self.{item.name}({src})", shape))
-            return out, True
+            return out
         if isinstance(item, MergeItem):
-            return self.merge(item, step, src, dst, ch, scope, rel_prefix), True
+            return self.merge(item, step, src, dst, ch, scope, rel_prefix)
         raise GenerateError("repeat: outside an nn.Sequential", item.loc)
 
     def merge(self, item: MergeItem, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
@@ -294,7 +320,7 @@ class _Generator:
                 first = False
             else:
                 local = scope.local(names_[j])
-            chans.append(self.body(branch, sub_steps, src, local, ch, scope, rel_prefix, fresh=False))
+            chans.append(self.body(branch, sub_steps, src, local, ch, scope, rel_prefix))
             outs.append(local)
         shape = self.node_shape(step)
         if item.kind == "concat":
@@ -305,7 +331,7 @@ class _Generator:
 
     def sequential(self, items: list, ch, scope: _Scope, rel: str, loc) -> tuple:
         entries: list = []
-        ch = self.seq_entries(items, ch, scope, rel, entries, [0], first=True)
+        ch = self.seq_entries(items, ch, scope, rel, entries, [0])
         if not entries:
             return "nn.Sequential()", ch
         inner = []
@@ -314,45 +340,46 @@ class _Generator:
             inner[-1] += ","
         return "nn.Sequential(\n" + "\n".join(inner) + "\n)", ch
 
-    def seq_entries(self, items, ch, scope, rel, entries, counter, first):
+    def seq_entries(self, items, ch, scope, rel, entries, counter):
         for item in items:
             if isinstance(item, RepeatItem):
-                before = len(entries)
-                ch = self.repeat(item, ch, scope, rel, entries, counter, first)
-                first = first and len(entries) == before
+                ch = self.repeat(item, ch, scope, rel, entries, counter)
                 continue
             index = counter[0]
             sub_rel = f"{rel}.{index}"
             if isinstance(item, NamedItem):  # nested Sequential
                 ctor, ch = self.sequential(item.seq, ch, scope, sub_rel, item.loc)
             elif item.call.name in self.blocks or OPS[item.call.name].inferred:
-                ctor, ch = self.module_ctor(item.call, ch, scope, sub_rel, item.loc)
-            else:  # a stateless op module: in place only where its input is not shared
+                ctor, ch = self.module_ctor(item.call, ch, scope, sub_rel, item.loc, item)
+            else:  # a stateless op module
                 op = OPS[item.call.name]
-                ctor = op.module("", self.attr_exprs(item.call.name, item.call, scope, in_forward=False), op, inplace=not first)
+                ctor = op.module("", self.attr_exprs(item.call.name, item.call, scope, in_forward=False), op,
+                                 inplace=self.runs_in_place(item))
                 ch = self.channels_after(item.call, ch)
             entries.append(ctor)
             counter[0] += 1
-            first = False
         return ch
 
-    def repeat(self, item: RepeatItem, ch, scope, rel, entries, counter, first=False):
+    def repeat(self, item: RepeatItem, ch, scope, rel, entries, counter):
         count = self.repeat_count(scope, item)
         if count == 0:
             return ch
         trial: list = []
-        ch_after = self.seq_entries(item.body, ch, scope, rel, trial, [counter[0]], first=first)
+        ch_after = self.seq_entries(item.body, ch, scope, rel, trial, [counter[0]])
         steady = ch is not None and ch_after is not None and unparse(ch) == unparse(ch_after)
         if steady and len(trial) == 1 and "\n" not in trial[0] and (count is None or count > 1):
-            # Same module each time: one generator expression, as a person would write it.
-            entries.append(f"*({trial[0]} for _ in range({unparse(item.count)}))")
+            # Same module each time: one generator expression, as a person would write it. Its loop
+            # variable must not hide an argument the constructor call reads (an argument named `_`).
+            var = scope.init_names.fresh("_", "a loop variable")
+            scope.init_names.release(var)  # the generator expression's own scope ends with it
+            entries.append(f"*({trial[0]} for {var} in range({unparse(item.count)}))")
             counter[0] += count or 0
             return ch_after
         if count is None:
             raise GenerateError(f"cannot write this repeat: its count differs between instances of {scope.owner} "
                                 "and its body changes the channels", item.loc)
-        for i in range(count):  # channels change from one repetition to the next: write each one out
-            ch = self.seq_entries(item.body, ch, scope, rel, entries, counter, first=first and i == 0)
+        for _ in range(count):  # channels change from one repetition to the next: write each one out
+            ch = self.seq_entries(item.body, ch, scope, rel, entries, counter)
         return ch
 
     def repeat_count(self, scope, item):
@@ -378,11 +405,8 @@ class _Generator:
     def model(self) -> ClassCode:
         c = self.c
         ex = c.expanded
-        scope = _Scope(self.model_class, [ex.model], {"num_classes", *(a.name for a in c.resolved.args)},
-                       taken={self.outputs_class} if ex.aux else set())
-        for a in c.resolved.args:
-            if a.name in self.reserved or a.name in self.blocks:
-                raise GenerateError(f"model argument '{a.name}' clashes with a name the generated module uses", a.loc)
+        scope = self.new_scope(self.model_class, [ex.model], c.resolved.args, c.resolved.layers,
+                               ("num_classes", *(["aux_logits"] if ex.aux else [])), ex.aux)
         self.model_layers(scope)
         self.group_aux_init(scope, [h.name for h in ex.aux])
         params = ["self", f"num_classes: int = {ex.num_classes!r}"]  # what was built (--num-classes included)
@@ -392,18 +416,18 @@ class _Generator:
             params.append(f"{a.name}: {_TYPES[a.type]} = {a.default!r}")
         init = [f"self.aux_logits = aux_logits"] if ex.aux else []
         init += scope.init
-        for n in scope.stored_args:
-            init.append(f"self.{n} = {n}")
+        for n, attr in scope.arg_attrs.items():
+            init.append(f"self.{attr} = {n}")
         forward = list(scope.forward)
         if ex.aux:
-            values = ", ".join("x" if source == "main" else source for _, source in c.resolved.output_fields())
+            values = ", ".join("x" if source == "main" else self.aux_locals[source] for _, source in self.fields)
             forward += ["if self.training and self.aux_logits:",
                         f"    return {self.outputs_class}({values})", "return x"]
             fsig = f"self, x: Tensor) -> Union[Tensor, {self.outputs_class}]"
         else:
             forward.append("return x")
             fsig = "self, x: Tensor) -> Tensor"
-        return ClassCode(self.model_class, self.model_doc(), params, init or ["pass"], forward, fsig)
+        return ClassCode(self.model_class, self.model_doc(), params, init, forward, fsig)
 
     def model_layers(self, scope: _Scope) -> None:
         """The model's layers; each aux head registered after its ``after:`` layer and run on the
@@ -416,17 +440,18 @@ class _Generator:
             heads_after.setdefault(head.after, []).append(head)
             heads_from.setdefault(head.source, []).append(head)
         aux_items = {a.name: a for a in self.c.resolved.aux}
-        channels, fresh = ast.Constant(ex.input[0]), False
+        channels = ast.Constant(ex.input[0])
         for item, step in _paired(self.c.resolved.layers, ex.model.body):
-            channels, fresh = self.item(item, step, "x", "x", channels, scope, "", fresh)
+            channels = self.item(item, step, "x", "x", channels, scope, "")
             name = item.name if isinstance(item, NamedItem) else None
             for head in heads_after.get(name, []) if name else []:
                 self.aux_init(head, aux_items[head.name], scope)
             for head in heads_from.get(name, []) if name else []:
-                fresh = False  # the aux head reads x: no in-place op may touch it afterwards
-                scope.forward += [f"{head.name}: Optional[Tensor] = None",
+                # the head's output lives to the end of forward: a name no later local takes
+                local = self.aux_locals[head.name] = scope.local(head.name)
+                scope.forward += [f"{local}: Optional[Tensor] = None",
                                   f"if self.{head.name} is not None and self.training:",
-                                  f"    {head.name} = self.{head.name}(x)  # {shape_comment(self.shape_of_path(head.name))}"]
+                                  f"    {local} = self.{head.name}(x)  # {shape_comment(self.shape_of_path(head.name))}"]
 
     def model_doc(self) -> list:
         """The model's docstring: the spec's description, then where it comes from and its totals."""
@@ -441,9 +466,9 @@ class _Generator:
                 f"MACs: {t.macs:,} (conv + linear multiply-adds, batch 1, eval; FLOPs = 2 x MACs)."]
         if ex.aux:
             heads = ", ".join(f"{h.name} (from {h.source}, loss weight {h.loss_weight:g})" for h in ex.aux)
-            doc += [f"Aux heads, run in training only: {heads}. In training mode forward returns "
-                    f"{self.outputs_class}({', '.join(n for n, _ in c.resolved.output_fields())}), in eval mode "
-                    f"the output tensor."]
+            doc += [escape(f"Aux heads, run in training only: {heads}. In training mode forward returns "
+                           f"{self.outputs_class}({', '.join(n for n, _ in self.fields)}), in eval mode "
+                           f"the output tensor.")]
         return wrap_lines(doc)
 
     def aux_init(self, head, aux_item, scope: _Scope) -> None:
@@ -453,11 +478,10 @@ class _Generator:
         ch = ast.Constant(source_shape[0])
         save = scope.init
         scope.init = []
-        scope.module_names.add(head.name)
         if item.seq is not None:
             ctor, _ = self.sequential(item.seq, ch, scope, head.name, item.loc)
         else:
-            ctor, _ = self.module_ctor(item.call, ch, scope, head.name, item.loc)
+            ctor, _ = self.module_ctor(item.call, ch, scope, head.name, item.loc, item)
         scope.init = save
         scope.init.append(("aux", head.name, f"self.{head.name} = {ctor}"))
 
@@ -481,6 +505,63 @@ class _Generator:
             out.append(line)
         flush()
         scope.init = out
+
+
+def _output_fields(heads: list) -> dict:
+    """Each aux head's field in the outputs namedtuple: its name, or where namedtuple refuses that
+    (``_aux``: no leading underscore) or it would hide a tuple method (``count``), the nearest free
+    name (``aux``, ``count_``). Names that can be kept are kept whatever the heads' order. A head
+    named ``logits`` is refused: ``outputs.logits`` is the main output, and a field ``logits_2``
+    for the head would read as the main output to anyone who maps fields to heads by name
+    (``outputs:`` can give it any field)."""
+    fields = Namespace({**{k: "a Python keyword" for k in keyword.kwlist},
+                        "count": "tuple's own count", "index": "tuple's own index"})
+    fields.used["logits"] = "the main output's field logits of the outputs namedtuple"
+    for h in heads:
+        if h.name == "logits":
+            fields.claim(h.name, "aux head", h.loc, advice=": rename it, or name the fields with outputs:")
+    kept = {h.name for h in heads if not h.name.startswith("_") and fields.why_taken(h.name) is None}
+    out = {name: fields.claim(name, "field", None) for name in sorted(kept)}
+    for h in heads:
+        if h.name not in out:
+            out[h.name] = fields.fresh(h.name.lstrip("_") or "aux", "a field")
+    return out
+
+
+def _module_names(items: list):
+    """(name, location, 'module') of every module a body registers as an attribute of its class:
+    its named items, those inside merge branches included (a Sequential's entries are numbered)."""
+    for item in items:
+        if isinstance(item, NamedItem):
+            yield item.name, item.loc, "module"
+        elif isinstance(item, MergeItem):
+            for branch in item.branches:
+                yield from _module_names(branch)
+
+
+def _nodes_by_item(model, graph) -> dict:
+    """id(spec item) -> the graph nodes its op became, in every instance of its block and every
+    repetition of a repeat; None among them where it follows a module whose ``if:`` is false (its
+    input is then that module's input, which another configuration of the arguments would not share)."""
+    out: dict = {}
+    for module in model.walk():
+        if module.kind == "op":
+            out.setdefault(id(module.item), []).append(graph.node(module.path))
+        _step_nodes(module.body, out)
+    return out
+
+
+def _step_nodes(steps: list, out: dict) -> None:
+    after_absent = False
+    for step in steps:
+        if isinstance(step, Func):
+            out.setdefault(id(step.item), []).append(None if after_absent else step.node)
+        elif isinstance(step, Merge):
+            for branch in step.branches:
+                _step_nodes(branch, out)
+        elif isinstance(step, Apply) and after_absent and step.module.kind == "op":
+            out.setdefault(id(step.module.item), []).append(None)
+        after_absent = isinstance(step, Absent)
 
 
 def _paired(items: list, steps: list | None):
@@ -535,6 +616,7 @@ def generate(compiled, output: str = "generated") -> str:
     >>> "class GoogLeNet(nn.Module):" in text                # doctest: +SKIP
     True
     """
+    check_module_name(compiled.resolved)
     gen = _Generator(compiled)
     model = gen.model()
     blocks = [code for code in gen.classes.values() if code is not None]
@@ -544,11 +626,8 @@ def generate(compiled, output: str = "generated") -> str:
 def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
     ex = compiled.expanded
     spec = compiled.resolved.spec
-    fields = compiled.resolved.output_fields()
+    fields = gen.fields
     field_of = {source: name for name, source in fields}
-    for h in ex.aux:  # the head's output is a local variable of forward, and by default a field
-        if h.name in gen.reserved or (compiled.resolved.outputs is None and h.name in ("logits", "count", "index")):
-            raise GenerateError(f"aux head name '{h.name}' clashes with a name of the outputs namedtuple", h.loc)
     heads = [{"field": field_of[h.name], "weight": repr(float(h.loss_weight))} for h in ex.aux]
     return render("module.py.j2", {
         "title": doc_lines(f"{spec.name}: {spec.description}" if spec.description else spec.name),

@@ -48,6 +48,8 @@ class Op:
     out_attr: str | None = None  # attribute that sets the output channels/features (None: unchanged)
     opaque_out: bool = False  # output size is not a channel count code can name (flatten: C*H*W)
     merge: bool = False
+    in_place: bool = False  # can overwrite its input (nn.ReLU(inplace=True)) where emit.overwritable allows it
+    fresh: bool = True  # its output is new memory that no backward keeps: an in-place op may overwrite it
     doc: str = ""
 
     def params(self, in_shape, attrs) -> int:
@@ -293,6 +295,7 @@ _register(Op(
     doc="batch normalisation over channels; num_features comes from the input"))
 _register(Op("relu", (), _same, module=lambda i, e, op, inplace=True: "nn.ReLU(inplace=True)" if inplace else "nn.ReLU()",
              function=lambda x, e, op, inplace=True: f"F.relu({x}, inplace=True)" if inplace else f"F.relu({x})",
+             in_place=True, fresh=False,  # relu's backward reads its output
              doc="rectified linear unit (in place where the input is not shared)"))
 _register(Op(
     "maxpool2d", (*_POOL_ATTRS, Attr("dilation", "size", 1), Attr("ceil_mode", "bool", False)),
@@ -319,23 +322,25 @@ _register(Op(
     doc="fully connected layer; in_features comes from the input"))
 _register(Op(
     "dropout", (Attr("p", "float", 0.5),), _dropout_shape, stateful=True,
-    module=_mod("Dropout", inferred=False, positional=("p",)), doc="dropout (active in training only)"))
+    module=_mod("Dropout", inferred=False, positional=("p",)), fresh=False,  # the input itself in eval
+    doc="dropout (active in training only)"))
 _register(Op(
     "flatten", (Attr("start_dim", "int", 1),), _flatten_shape,
     module=lambda i, e, op, inplace=True: "nn.Flatten(1)", function=lambda x, e, op, inplace=True: f"torch.flatten({x}, 1)",
-    opaque_out=True, doc="flatten all but the batch dimension"))
+    opaque_out=True, fresh=False,  # a view of its input
+    doc="flatten all but the batch dimension"))
 _register(Op(
     "local_response_norm",
     (Attr("size", "int"), Attr("alpha", "float", 1e-4), Attr("beta", "float", 0.75), Attr("k", "float", 1.0)),
     _lrn_shape, module=_mod("LocalResponseNorm", positional=("size",), inferred=False),
     function=_fn("F.local_response_norm", positional=("size",)), doc="local response normalisation across channels"))
 _register(Op("identity", (), _same, module=lambda i, e, op, inplace=True: "nn.Identity()",
-             function=lambda x, e, op, inplace=True: x,
+             function=lambda x, e, op, inplace=True: x, fresh=False,
              doc="passes its input through"))
 _register(Op("scale", (Attr("factor", "float"),), _same, function=lambda x, e, op, inplace=True: f"{x} * {e['factor']}",
              doc="multiplies by a constant (residual scaling in Inception-ResNet)"))
 _register(Op("concat", (), _concat_shape, merge=True, doc="concatenation along channels"))
 _register(Op("add", (), _add_shape, merge=True, doc="element-wise sum"))
-_register(Op("input", (), lambda ins, a: a["shape"], doc="the network input"))
+_register(Op("input", (), lambda ins, a: a["shape"], fresh=False, doc="the network input"))
 
 USER_OPS = tuple(name for name, op in OPS.items() if not op.merge and name != "input")

@@ -16,8 +16,9 @@ from . import exprs
 from .errors import ArchspecError, ErrorList, Loc, SpecError, raise_all
 from .load import LDict, LList, join_path, loc_of
 
-# Names with a meaning of their own where a layer name is expected.
-RESERVED = {"concat", "add", "if", "self", "forward", "training", "x"}
+# Names with a meaning of their own where a layer name is expected (`input`: the network's input
+# in the graph, draw and diff).
+RESERVED = {"concat", "add", "if", "self", "forward", "training", "x", "input"}
 
 
 # --- the document -----------------------------------------------------------------------------

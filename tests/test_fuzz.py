@@ -6,10 +6,10 @@ The cases run once per session (``outcomes``), derandomized; ``ARCHSPEC_FUZZ_EXA
 many (bench/fuzz.py runs thousands and prints the figure recorded in docs/errors.md).
 
 * Every refusal is a located spec error through the command line (exit 1), never an internal
-  error or a traceback; every other failure is one of issue 10's wrong-code classes (in-place
-  aliasing, names) or one of the bugs listed in ``KNOWN`` (found by this fuzzer, each to be fixed
-  and then removed from the list).
-* generated == interpreter == deploy for every spec: xfail (strict) until those bugs are fixed.
+  error or a traceback; every other failure is one of the bugs listed in ``KNOWN`` (found by this
+  fuzzer, each to be fixed and then removed from the list). Issue 10's in-place aliasing and name
+  clashes (classes 1 and 2) are fixed and are no longer tolerated.
+* generated == interpreter == deploy for every spec: xfail (strict) until the bugs in ``KNOWN`` are fixed.
 """
 from __future__ import annotations
 
@@ -35,8 +35,6 @@ KNOWN = {
         "a module with `if:` false in every instance whose constructor needs its input size is refused",
     "SyntaxError: iterable unpacking cannot be used in comprehension":
         "a repeat: directly inside a repeat: is written as *(*(...) for _ in range(n)) ...",
-    "internal error: ValueError: duplicate node name 'input'":
-        "a top-level module named `input` takes the graph node name of the network input (exit 3)",
 }
 
 
@@ -69,10 +67,10 @@ def _show(bad: list) -> str:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-def test_every_refusal_is_located_and_every_failure_is_a_known_class(outcomes):
-    bad = [o for o in outcomes if (o.kind in ("internal", "traceback") and not known(o))
-           or (o.kind == "unlocated" and o.cls != "names")
-           or (o.cls in ("other", "valid spec") and not known(o))]
+def test_every_refusal_is_located_and_every_failure_is_a_known_bug(outcomes):
+    """In-place aliasing and names (classes 1 and 2) are fixed: a spec refused for a name is refused
+    with a located error, and no module differs from the interpreter but by a bug of ``KNOWN``."""
+    bad = [o for o in outcomes if (o.kind not in ("ok", "refused") or o.cls == "valid spec") and not known(o)]
     assert not bad, _show(bad)
 
 
@@ -91,8 +89,7 @@ def test_the_cases_cover_the_whole_language(outcomes):
     assert sum(o.kind == "ok" for o in outcomes) >= len(outcomes) // 4  # most specs get as far as running
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: the fuzzer finds in-place aliasing (class 1), name clashes "
-                                       "(class 2) and the bugs in KNOWN; bench/fuzz.py gives the figure")
+@pytest.mark.xfail(strict=True, reason="issue 10: the fuzzer finds the bugs in KNOWN; bench/fuzz.py gives the figure")
 def test_generated_equals_interpreter_equals_deploy(outcomes):
     bad = [o for o in outcomes if o.kind != "ok" and not (o.kind == "refused" and o.cls == "names")]
     assert not bad, _show(bad)

@@ -89,10 +89,13 @@ def test_an_aux_head_cannot_be_called_main(tmp_path):
         (13, 3, "'main' names the main network (its part, and its output in outputs:); an aux head needs another name")]
 
 
-@pytest.mark.parametrize("type_", ["torch", "Net", "loss", "namedtuple"])
-def test_a_type_that_clashes_is_refused(tmp_path, type_):
+@pytest.mark.parametrize("type_,hidden", [("torch", "the torch that the generated file imports"),
+                                          ("Net", "the model class"), ("loss", "the loss that the generated file defines"),
+                                          ("namedtuple", "the namedtuple that the generated file imports"),
+                                          ("target", "the parameter or local target of a generated method")])
+def test_a_type_that_clashes_is_refused(tmp_path, type_, hidden):
     assert _errors(_write(tmp_path, NET + f"outputs: {{type: {type_}}}\n")) == [
-        (16, 17, f"outputs type '{type_}' clashes with a name the generated module uses")]
+        (16, 17, f"outputs type '{type_}' would hide {hidden}: choose another type name")]
 
 
 def test_a_variant_that_removes_the_heads_drops_outputs_too(tmp_path):
@@ -136,10 +139,9 @@ def test_each_field_holds_its_part(tmp_path_factory, layout):
         c = compile_spec(path)
         namespace, cls = _generated(c)
     except ArchspecError as exc:  # only a type that clashes with a name the module uses is refused
-        assert exc.message == {"x": "outputs type 'x' clashes with a name the generated module uses",
-                               "Unit": "block name 'Unit' clashes with a name the generated module uses",
-                               "a": "aux head name 'a' clashes with a name of the outputs namedtuple"}[type_]
-        return
+        assert exc.message == {"x": "outputs type 'x' would hide the parameter or local x of a generated method: "
+                                    "choose another type name"}[type_]
+        return  # a block Unit is renamed (class Unit_), an aux head a's local too
     out_type = namespace[type_ or "NetOutputs"]
     assert namespace["__all__"] == ["Net", type_ or "NetOutputs", "loss"]
     torch.manual_seed(0)

@@ -29,7 +29,7 @@ ALLOWED = {
     "ops": {"text"},
     "words": {"ops"},
     "graph": set(),
-    "emit": {"errors", "resources", "version"},
+    "emit": {"errors", "ops", "resources", "version"},
     # the stages, each a function of the one before
     "load": {"errors", "exprs", "files"},
     "validate": {"errors", "exprs", "load", "ops"},
@@ -40,7 +40,7 @@ ALLOWED = {
     "analyse": {"errors", "graph", "ops", "text"},
     # what reads the compiled spec
     "report": {"errors", "text"},
-    "generate": {"emit", "errors", "exprs", "ops", "text", "validate"},
+    "generate": {"emit", "errors", "expand", "exprs", "ops", "text", "validate"},
     "deploy": {"emit", "errors", "graph", "ops", "text"},
     "diff": {"emit", "errors", "expand", "graph", "ops", "text", "words"},
     "draw": {"errors", "graph", "ops", "text", "words"},

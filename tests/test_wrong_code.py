@@ -2,36 +2,30 @@
 numbers, or failed at import or in forward, while `check`, `build` and the old `build --verify`
 (parameters, shapes, MACs) all passed.
 
-Each test runs `archspec build --verify` on one such spec and asserts what must happen once the
-bug is fixed: the build verifies (exit 0), or the spec is refused with a located error (a name
-that cannot be kept verbatim). Today each fails in exactly the way its xfail reason quotes, and
-only that way: the test raises ``CaughtToday`` when `build --verify` fails with that message,
-which is the interpreter comparison (or the import/forward check) catching the wrong code (or, for
-a module named `input`, an internal error before any code is written). Any
-other failure is a real test failure, and a fix makes the test pass, which `strict` turns red
-until the mark is removed.
+Each case runs `archspec build --verify` on one such spec and asserts what happens now that the bug
+is fixed: the build verifies against the reference interpreter (exit 0), or the spec is refused
+with its exact located error (a name that cannot be kept verbatim). Each case also records the
+message `build --verify` gave before the fix; ``test_the_interpreter_catches_the_code_written_before_the_fix``
+turns today's generated file back into the code the generator wrote then and asserts that
+verification fails with exactly that message: the numerical oracle catches each of these bugs.
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import re
 
 import pytest
 
 pytest.importorskip("torch")
 
 from archspec import cli  # noqa: E402
-
-
-class CaughtToday(Exception):
-    """`build --verify` rejects today's wrong code with the expected message."""
+from archspec.errors import ArchspecError  # noqa: E402
 
 
 HEAD = "archspec: 1\nname: {name}\ninput: [2, 6, 6]\nnum_classes: 3\n"
 TAIL = "  - flatten\n  - fc: linear(num_classes)\n"
 
-# (id, spec body after the head, extra build options, the message build --verify gives today, xfail reason)
+# (id, spec body after the head, extra build options, the message build --verify gave before the fix, what it is)
 CASES = [
     ("relu_first_in_add", """layers:
   - c: conv2d(2, 1)
@@ -71,6 +65,13 @@ CASES = [
      "issue 10 class 1 (in-place aliasing): the second in-place relu overwrites the output the first one's "
      "backward needs: build --verify exits 1, 'the generated module fails in backward (training): RuntimeError: "
      "one of the variables needed for gradient computation has been modified by an inplace operation'"),
+    ("aux_relu_on_the_output", """layers:
+  - c: conv2d(2, 1)
+""" + TAIL + """aux:
+  a: {from: fc, loss_weight: 0.3, module: relu}
+""", [], "output in training: generated differs from the interpreter by 4.5",
+     "issue 10 class 1 (in-place aliasing), found by the fuzzer: an aux head that is a relu reads the network's "
+     "output, its only reader in the graph, and ran in place on it, so the model returned relu(logits) in training"),
     ("aux_named_out", """layers:
   - c: conv2d(2, 1)
   - add:
@@ -186,6 +187,25 @@ layers:
 ]
 
 
+# What build --verify says now: None (it verifies) or the located error that refuses the spec.
+REFUSED = {
+    "module_named_eval": "6:5: error: module 'eval' would hide nn.Module's own eval: rename it (archspec cannot: "
+                         "a module's name starts its state_dict keys)",
+    "module_named_to": "6:5: error: module 'to' would hide nn.Module's own to: rename it (archspec cannot: a module's "
+                       "name starts its state_dict keys)",
+    "module_named_parameters": "6:5: error: module 'parameters' would hide nn.Module's own parameters: rename it "
+                               "(archspec cannot: a module's name starts its state_dict keys)",
+    "module_named__modules": "6:5: error: module '_modules' would hide nn.Module's own _modules: rename it (archspec "
+                             "cannot: a module's name starts its state_dict keys)",
+    "aux_named_train": "10:3: error: aux head 'train' would hide nn.Module's own train: rename it (archspec cannot: "
+                       "a module's name starts its state_dict keys)",
+    "module_named_input": "6:5: error: 'input' is a reserved word and cannot name a module",
+    "spec_named_torch": "2:7: error: name 'torch' would write torch.py, which Python, run in its directory, imports in "
+                        "place of the module torch (the generated file imports torch, and torch much of Python's "
+                        "library): choose another name",
+}
+
+
 def _build_verify(tmp_path, name: str, body: str, extra: list) -> tuple:
     spec = tmp_path / f"{name}.yaml"
     spec.write_text(HEAD.format(name=name) + body)
@@ -196,13 +216,63 @@ def _build_verify(tmp_path, name: str, body: str, extra: list) -> tuple:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("name,body,extra,today", [
-    pytest.param(name if name != "spec_named_torch" else "torch", body, extra, today, id=name,
-                 marks=pytest.mark.xfail(strict=True, raises=CaughtToday, reason=reason))
-    for name, body, extra, today, reason in CASES])
-def test_build_verify_passes_or_refuses_with_a_located_error(tmp_path, name, body, extra, today):
+@pytest.mark.parametrize("case,body,extra", [(case, body, extra) for case, body, extra, _, _ in CASES],
+                         ids=[case for case, *_ in CASES])
+def test_build_verify_passes_or_refuses_with_a_located_error(tmp_path, case, body, extra):
+    name = "torch" if case == "spec_named_torch" else case
     rc, err = _build_verify(tmp_path, name, body, extra)
-    if rc != 0 and today in err:
-        raise CaughtToday(err)
-    located = re.search(rf"{re.escape(name)}\.yaml:\d+:\d+: error: ", err)
-    assert rc == 0 or (rc == 1 and located and "differs from" not in err), err
+    if case in REFUSED:
+        assert rc == 1 and err.startswith(f"{tmp_path / name}.yaml:{REFUSED[case]}\n"), err
+    else:
+        assert rc == 0 and err == "", err
+
+
+# Today's generated file -> the code the generator wrote before the fix: (another spec body, for a
+# spec now refused: the same with a name it accepts; the substitutions). For a spec still accepted
+# they are the whole diff between the old and the new generator's output (compared once).
+BEFORE = {
+    "relu_first_in_add": (None, [("self.r = nn.ReLU()", "self.r = nn.ReLU(inplace=True)")]),
+    "relu_after_dropout": (None, [("self.r = nn.ReLU()", "self.r = nn.ReLU(inplace=True)")]),
+    "relu_after_identity_in_sequential": (None, [("nn.ReLU(),", "nn.ReLU(inplace=True),")]),
+    "two_relu_in_a_row": (None, [("self.r2 = nn.ReLU()", "self.r2 = nn.ReLU(inplace=True)")]),
+    "aux_relu_on_the_output": (None, [("self.a = nn.ReLU()", "self.a = nn.ReLU(inplace=True)")]),
+    "aux_named_out": (None, [("out_2", "out")]),
+    "aux_named_branch1": (None, [("branch1_2", "branch1")]),
+    "module_named_eval": ("layers:\n  - ev: conv2d(2, 1)\n" + TAIL, [("self.ev", "self.eval")]),
+    "module_named_to": ("layers:\n  - t: conv2d(2, 1)\n" + TAIL, [("self.t(", "self.to("), ("self.t =", "self.to =")]),
+    "module_named_parameters": ("layers:\n  - p: conv2d(2, 1)\n" + TAIL, [("self.p", "self.parameters")]),
+    "module_named__modules": ("layers:\n  - m: conv2d(2, 1)\n" + TAIL, [("self.m", "self._modules")]),
+    "aux_named_train": (dict((c, b) for c, b, *_ in CASES)["aux_named_train"].replace("train:", "tr:"),
+                        [("self.tr ", "self.train "), ("self.tr(", "self.train(")]),
+    "aux_named__aux": (None, [('"aux"', '"_aux"'), ("outputs.aux", "outputs._aux")]),
+    "block_argument__modules": (None, [("self._modules_", "self._modules")]),
+    "model_argument_read_before_a_module_of_its_name": (None, [("self.s_2", "self.s")]),
+    "argument_underscore_rebound_by_a_loop": (None, [("for _2 in", "for _ in")]),
+    "deploy_attribute_starting_with_two_underscores": (None, [('("c", [', '("___c", ['), ("self.c", "self.___c")]),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("case,body,extra,before", [(case, body, extra, before) for case, body, extra, before, _ in CASES
+                                                     if case in BEFORE], ids=[c for c, *_ in CASES if c in BEFORE])
+def test_the_interpreter_catches_the_code_written_before_the_fix(tmp_path, case, body, extra, before):
+    from archspec.build import output_name
+    from archspec.deploy import generate_deploy
+    from archspec.generate import generate
+    from archspec.pipeline import compile_spec
+    from archspec.verify import verify_file
+
+    other, substitutions = BEFORE[case]
+    spec = tmp_path / f"{case}.yaml"
+    spec.write_text(HEAD.format(name=case) + (other or body))
+    compiled = compile_spec(str(spec))
+    deploy = "--deploy" in extra
+    text = (generate_deploy if deploy else generate)(compiled)
+    for now, then in substitutions:
+        assert now in text, now
+        text = text.replace(now, then)
+    path = tmp_path / output_name(compiled, deploy)
+    path.write_text(text)
+    with pytest.raises(ArchspecError) as caught:
+        verify_file(compiled, str(path), deploy)
+    assert before in str(caught.value)
