@@ -62,6 +62,10 @@ def _merge_error(node: Node, shapes: list) -> ShapeError:
                 return ShapeError(f"concat in {where}: {labels[0]} gives {dims(first[1:])}, {label} gives {dims(s[1:])}",
                                   node.loc, node.name)
     first = shapes[0]
+    if node.op == "mul":
+        detail = ", ".join(f"{l} gives {dims(s)}" for l, s in zip(labels, shapes))
+        return ShapeError(f"mul in {where}: the branches do not broadcast ({detail}; each dimension must be equal "
+                          "or 1, the ranks equal)", node.loc, node.name)
     for label, s in zip(labels[1:], shapes[1:]):
         if s != first:
             what = "channels" if len(s) == len(first) and s[1:] == first[1:] else "shapes"
@@ -96,9 +100,10 @@ def analyse(graph: Graph) -> Analysis:
     parts: dict = {part: [0, 0, 0] for part in ("main", *graph.aux)}
     own: dict = {}  # module path -> [params, buffers, macs] of its own nodes
     depth: dict = {}  # node -> layers with weights on the longest path from the input to it
+    maps: set = set()  # nodes whose output is a channels-first C x H x W map
     for node in order:
         op = OPS[node.op]
-        if not _measure(node, op, errors):
+        if not _measure(node, op, errors, maps):
             continue
         meta = node.meta
         sums = (parts[node.part], own.setdefault(node.path, [0, 0, 0]))
@@ -115,16 +120,18 @@ def analyse(graph: Graph) -> Analysis:
     return Analysis(graph, _totals(parts, max(depth.values(), default=0)), _modules(graph, own))
 
 
-def _measure(node: Node, op, errors: list) -> bool:
+def _measure(node: Node, op, errors: list, maps: set) -> bool:
     """Fill node.meta: shape, tensors, params, buffers, MACs. False (shape None) when its inputs or
-    its own shape rule fail; the rule's error goes to ``errors``."""
+    its own shape rule fail; the rule's error goes to ``errors``. ``maps`` collects the nodes whose
+    output is a channels-first feature map (an op with ``on_map`` refuses one)."""
     meta = node.meta
     ins = [i.meta.get("shape") for i in node.inputs]
     meta["shape"] = None
     if any(s is None for s in ins):  # an upstream error was already reported
         return False
+    on_map = bool(node.inputs) and node.inputs[0] in maps and len(ins[0]) == 3
     try:
-        shape = tuple(op.shape(ins, node.attrs))
+        shape = _shape(node, op, ins, on_map)
     except OpShapeError as exc:
         if op.merge:
             errors.append(_merge_error(node, ins))
@@ -133,6 +140,8 @@ def _measure(node: Node, op, errors: list) -> bool:
             errors.append(ShapeError(f"{where}: {exc}", node.loc, node.name))
         return False
     meta["shape"] = shape
+    if len(shape) == 3 and op.layout in ("map", "same" if on_map else "map"):
+        maps.add(node)
     first = ins[0] if ins else None
     tensors = op.tensors(first, node.attrs) if first is not None else ()
     meta["tensors"] = tensors
@@ -145,6 +154,13 @@ def _measure(node: Node, op, errors: list) -> bool:
     meta["params"], meta["buffers"] = params, buffers
     meta["macs"] = op.macs(first, shape, node.attrs) if first is not None else 0
     return True
+
+
+def _shape(node: Node, op, ins: list, on_map: bool) -> tuple:
+    """The op's shape rule; an op that reads the last dimension refuses a channels-first map."""
+    if op.on_map and on_map:
+        raise OpShapeError(op.on_map.format(shape=dims(ins[0], " x ")))
+    return tuple(op.shape(ins, node.attrs))
 
 
 def _node_receptive(node: Node, op, input_hw: tuple) -> tuple:
@@ -197,11 +213,20 @@ def state_dict_shapes(graph: Graph, aux: bool = True) -> list:
     """The (key, shape) pairs the generated module's state_dict will hold, in order.
 
     Module ops are visited in registration order (the order of ``graph.modules``), which is the
-    order PyTorch's ``state_dict`` uses.
+    order PyTorch's ``state_dict`` uses, except that a module's own parameters (``parameter`` ops,
+    whose key is their path) come before its submodules' tensors, as PyTorch saves them.
     """
     out = []
+    own: dict = {}  # owner path -> its parameter ops' (key, shape)
     for path, span in graph.modules.items():
-        if span.module.kind != "op" or (not aux and span.module.part != "main"):
+        if span.module.kind == "op" and OPS[span.module.type].parameter:
+            owner = path.rpartition(".")[0]
+            own.setdefault(owner, []).extend((path, tuple(shape)) for _, shape, _ in span.output.meta.get("tensors", ()))
+    for path, span in graph.modules.items():
+        if not aux and span.module.part != "main":
+            continue
+        out.extend(own.get(path, ()))
+        if span.module.kind != "op" or OPS[span.module.type].parameter:
             continue
         for name, shape, _ in span.output.meta.get("tensors", ()):
             out.append((f"{path}.{name}", tuple(shape)))

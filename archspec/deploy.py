@@ -40,7 +40,7 @@ from .ops import OPS
 from .text import dims, shape_comment
 
 # Ops that compute nothing in eval: their output is their input.
-TRANSPARENT = {"dropout", "identity"}
+TRANSPARENT = {name for name, op in OPS.items() if op.eval_identity}
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Layer:
     params: int
     folds: list | None = None  # [(conv or linear path, batch norm path or None, scale)]
     copy: str | None = None  # training module whose state is copied as it is (an unfolded BatchNorm)
+    parameter: str | None = None  # a training module's parameter tensor, copied (layer scale)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Stmt:
     sizes: list = field(default_factory=list)  # fused: channels of each piece
     shape: tuple | None = None
     factor: float = 1.0
+    call_in_place: str = ""  # kind call: the same call writing over its input (relu6, silu, hardswish ...)
 
 
 class _Deploy:
@@ -226,8 +228,14 @@ class _Deploy:
         op = OPS[n.op]
         ins = [self.alias[i] for i in n.inputs]
         shape = self.shape(n)
-        if n.op in ("concat", "add"):
+        if op.merge:
             return Stmt(ins, [n], n.op, shape=shape)
+        if n.op == "split":
+            sizes = [s.meta["shape"][0] for s in self.g.successors(n.inputs[0]) if s.op == "split"]
+            start = sum(sizes[:n.attrs["index"]])
+            return Stmt(ins, [n], "call", call=f"{{x}}[:, {start}:{start + shape[0]}]", shape=shape)
+        if op.parameter:
+            return self.parameter_stmt(n, ins)
         if n.op == "relu":
             return Stmt(ins, [n], "relu", shape=shape)
         if n.op == "scale":
@@ -238,12 +246,23 @@ class _Deploy:
             return self.module_stmt(n, ins)
         if op.function is None:
             raise GenerateError(f"the deploy build cannot write op '{n.op}' of {n.path or 'the model'}", n.loc)
-        return Stmt(ins, [n], "call", call=op.function("{x}", _attr_exprs(op, n.attrs), op), shape=shape)
+        exprs = _attr_exprs(op, n.attrs)
+        return Stmt(ins, [n], "call", call=op.function("{x}", exprs, op, inplace=False), shape=shape,
+                    call_in_place=op.function("{x}", exprs, op, inplace=True) if op.in_place else "")
+
+    def parameter_stmt(self, n: Node, ins: list) -> Stmt:
+        """A learnable tensor of the training module (layer scale), copied and applied to the input."""
+        op = OPS[n.op]
+        exprs = _attr_exprs(op, n.attrs, every=True)
+        layer = Layer(self.attr_name(n.path), op.module("", exprs, op), n.path, n.meta["params"], parameter=n.path)
+        self.layers.append(layer)
+        call = op.applied("{x}", f"self.{layer.attr}", exprs)
+        return Stmt(ins, [n], "call", call=call, shape=self.shape(n))
 
     def module_stmt(self, n: Node, ins: list) -> Stmt:
         op = OPS[n.op]
         exprs = _attr_exprs(op, n.attrs)
-        in_dim = self.in_shape(n)[0]
+        in_dim = self.in_shape(n)[op.inferred_dim]
         if n.op == "linear" and _uses_num_classes(n):
             exprs["out_features"] = "num_classes"
         ctor = op.module(str(in_dim), exprs, op)
@@ -253,20 +272,22 @@ class _Deploy:
         elif n.op == "batchnorm2d":
             layer = Layer(self.attr_name(n.path), ctor, f"{n.path} (not folded: no convolution of its own before it)",
                           params, copy=n.path)
+        elif op.inferred is not None:  # a norm with its own statistics (layernorm, groupnorm): kept as it is
+            layer = Layer(self.attr_name(n.path), ctor, n.path, params, copy=n.path)
         else:
             raise GenerateError(f"the deploy build cannot convert module {n.path} ({n.op})", n.loc)
         self.layers.append(layer)
         return Stmt(ins, [n], "layer", layer, relu=[False], shape=self.shape(n))
 
 
-def _attr_exprs(op, attrs: dict) -> dict:
-    """Source for each attribute that differs from its default (required ones always)."""
+def _attr_exprs(op, attrs: dict, every: bool = False) -> dict:
+    """Source for each attribute that differs from its default (required ones always; ``every``: all)."""
     out = {}
     for a in op.attrs:
         if a.name not in attrs:
             continue
         value = attrs[a.name]
-        if a.default is not value and a.default != value or _required(a):
+        if every or a.default is not value and a.default != value or _required(a):
             out[a.name] = repr(value)
     return out
 
@@ -343,7 +364,7 @@ class _Forward:
         for i, st in enumerate(self.stmts):
             ins = [self.value_name[v] for v in st.inputs]
             dying = {v for v in st.inputs if self.last[v] == i}
-            in_place = st.kind == "relu" and self.may_overwrite(st.inputs[0])
+            in_place = (st.kind == "relu" or bool(st.call_in_place)) and self.may_overwrite(st.inputs[0])
             for v in dying:  # a dead value's name is free for the statement's outputs
                 self.names.release(self.value_name[v])
             outs = []
@@ -427,11 +448,14 @@ def _statement(st: Stmt, ins: list, outs: list, in_place: bool) -> list:
         return [f"{outs[0]} = torch.cat([{', '.join(ins)}], 1)  # {comment}"]
     if st.kind == "add":
         return [f"{outs[0]} = {' + '.join(ins)}  # {comment}"]
+    if st.kind == "mul":
+        return [f"{outs[0]} = {' * '.join(ins)}  # {comment}"]
     if st.kind == "scale":
         return [f"{outs[0]} = {ins[0]} * {st.factor!r}  # {comment}"]
     if st.kind == "flatten":
         return [f"{outs[0]} = torch.flatten({ins[0]}, 1)  # {comment}"]
-    return [f"{outs[0]} = {st.call.format(x=ins[0])}  # {comment}"]
+    call = st.call_in_place if in_place else st.call
+    return [f"{outs[0]} = {call.format(x=ins[0])}  # {comment}"]
 
 
 def _doc_text(text: str) -> list:
@@ -469,6 +493,8 @@ def deploy_module(compiled, output: str = "generated") -> tuple:
         "forward": forward,
         "folds": [line for a, fs in folds for line in _fold_lines(a, fs)],
         "copies": [f"({py_str(a)}, {py_str(p)})," for a, p in copies],
+        "parameters": [f"({py_str(layer.attr)}, {py_str(layer.parameter)})," for layer in dep.layers if layer.parameter],
+        "helpers": _helpers(dep),
         "num_classes": (f"model.get_submodule({py_str(_source_of(num_classes_layer))}).weight.shape[0]"
                         if num_classes_layer else None),
         "has_conv": has_conv,
@@ -476,6 +502,12 @@ def deploy_module(compiled, output: str = "generated") -> tuple:
         "training_class": class_name_of(spec),
     })
     return stamp(body, compiled.file, rebuild_command(compiled, True, output)), sum(layer.params for layer in dep.layers)
+
+
+def _helpers(dep: _Deploy) -> list:
+    """The classes of the catalog (LayerNorm2d) that the deploy layers are made of."""
+    return [op.helper for op in OPS.values() if op.helper and any(
+        layer.ctor.startswith(op.helper.split("(")[0][len("class "):] + "(") for layer in dep.layers)]
 
 
 def _class_doc(dep: _Deploy, compiled, has_conv: bool) -> list:

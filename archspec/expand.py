@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import exprs
 from .errors import ArchspecError, ExpandError, Loc, raise_all
-from .ops import OPS, REQUIRED
+from .ops import OPS, REQUIRED, USER_OPS, OpAttrError
 from .validate import CallItem, MergeItem, NamedItem, RepeatItem, Resolved, exprs_required
 
 if TYPE_CHECKING:
@@ -74,12 +74,14 @@ class Func:
 
 @dataclass
 class Merge:
-    kind: str  # concat | add
+    kind: str  # concat | add | mul
     branches: list  # list of lists of steps
     labels: list  # a readable name per branch
     loc: Loc
     item: object = None
     node: Node | None = field(default=None, repr=False, compare=False)  # set by lower
+    split: int | tuple | None = None  # branch i reads chunk i of the channels: N equal chunks or the sizes
+    chunks: list = field(default_factory=list, repr=False, compare=False)  # the split nodes, set by lower
 
 
 @dataclass
@@ -155,6 +157,17 @@ def op_params(op_name: str) -> list:
     return [(a.name, a.type, a.default) for a in OPS[op_name].attrs]
 
 
+def op_attrs(call: exprs.Call, env: dict) -> dict:
+    """An op call's attributes, bound, type-checked and checked by the op's catalog entry (values
+    PyTorch would refuse only when the network runs are refused here, at the call)."""
+    attrs = bind(call, op_params(call.name), env, call.name)
+    try:
+        OPS[call.name].validate(attrs)
+    except OpAttrError as exc:
+        raise ExpandError(str(exc), call.loc) from None
+    return attrs
+
+
 class _Expander:
     def __init__(self, resolved: Resolved):
         self.r = resolved
@@ -199,7 +212,7 @@ class _Expander:
             if op.function is None:
                 raise ExpandError(f"'{name}' can only be used as a named module here: write '- name: {item.call.text}'", item.loc)
             self._count(item.loc)
-            return Func(name, bind(item.call, op_params(name), env, name), item.loc, item.call, item)
+            return Func(name, op_attrs(item.call, env), item.loc, item.call, item)
         if isinstance(item, NamedItem):
             self._check_unique(owner, item.name, item.loc)
             if item.cond is not None:
@@ -215,11 +228,12 @@ class _Expander:
             return Apply(child)
         if isinstance(item, MergeItem):
             self._count(item.loc)
+            split = _split(item, env)
             branches, labels = [], []
             for i, br in enumerate(item.branches):
                 branches.append(self.steps(br, env, owner, part))
                 labels.append(_label(br, i))
-            return Merge(item.kind, branches, labels, item.loc, item)
+            return Merge(item.kind, branches, labels, item.loc, item, split=split)
         raise ExpandError("repeat: is only allowed inside an nn.Sequential list", item.loc)
 
     def _names_of(self, owner: Module) -> dict:
@@ -260,7 +274,7 @@ class _Expander:
         if op.module is None:  # no nn.Module to register (build would have nothing to write)
             raise ExpandError(f"'{call.name}' is a functional op only: write it without a name in a block's layers, "
                               "not as a named module or an nn.Sequential entry", call.loc)
-        attrs = bind(call, op_params(call.name), env, call.name)
+        attrs = op_attrs(call, env)
         return Module(name, path, "op", call.name, attrs, call.loc, part, call, item)
 
     def sequential(self, name: str, path: str, items: list, env: dict, part: str, item) -> Module:
@@ -300,14 +314,17 @@ class _Expander:
             seq.children.append(self.sequential(i, path, sub.seq, env, part, sub))
             return
         if isinstance(sub, CallItem):
+            if sub.call.name in OPS and OPS[sub.call.name].parameter:
+                raise ExpandError(f"'{sub.call.name}' is a tensor of the module that owns it, not a module: it cannot be "
+                                  "an nn.Sequential entry (write it as a named item of a block's layers)", sub.loc)
             i, path = index_path()
             seq.children.append(self.instance(i, path, sub.call, env, part, sub))
             return
         raise ExpandError("only calls and repeat: are allowed inside an nn.Sequential list", getattr(sub, "loc", seq.loc))
 
     def op(self, call: exprs.Call):
-        if call.name not in OPS or OPS[call.name].merge or call.name == "input":
-            names = sorted([*(n for n in OPS if not OPS[n].merge and n != "input"), *self.r.blocks])
+        if call.name not in OPS or call.name not in USER_OPS:
+            names = sorted([*USER_OPS, *self.r.blocks])
             close = difflib.get_close_matches(call.name, names, n=1, cutoff=0.8)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ExpandError(f"unknown op or block '{call.name}' (known: {', '.join(names)}){hint}", call.loc)
@@ -319,6 +336,23 @@ class _Expander:
             # one error for the whole network, not one per remaining module: expansion stops here
             self.too_large = ExpandError(f"the network has more than {MAX_MODULES} layers (modules and functional ops)", loc)
             raise self.too_large
+
+
+def _split(item: MergeItem, env: dict):
+    """A merge's ``split:``, evaluated: N equal chunks, or the channel count of each branch."""
+    if item.split is None:
+        return None
+    at = item.split_loc or item.loc
+    value = exprs.evaluate(item.split, env, at, " in split:")
+    checked = exprs.check_type(value, "ints")
+    if checked is None or min(checked) < 1:
+        raise ExpandError(f"split: must be a positive int (equal chunks) or a tuple of positive channel counts, "
+                          f"got {exprs.describe(value)}", at)
+    count = checked[0] if isinstance(value, int) else len(checked)
+    if count != len(item.branches):
+        raise ExpandError(f"split: gives {count} chunks, the {item.kind} has {len(item.branches)} branches "
+                          "(branch i reads chunk i)", at)
+    return value if isinstance(value, int) else checked
 
 
 def _label(branch_items: list, index: int) -> str:
@@ -354,6 +388,8 @@ def expand(resolved: Resolved, input_shape=None, num_classes: int | None = None)
                 raise ExpandError(f"aux head '{aux.name}' is registered after '{aux.after}', which is not a top-level layer", aux.after_loc or aux.loc)
             if aux.name in top:
                 raise ExpandError(f"aux head '{aux.name}' has the name of a top-level layer", aux.loc)
+            if aux.module.call is not None and aux.module.call.name in OPS and OPS[aux.module.call.name].parameter:
+                raise ExpandError(f"aux head '{aux.name}' must be a module, not a parameter", aux.loc)
             head = ex.named(aux.module, env, model, aux.name)
             aux_heads.append(AuxHead(aux.name, aux.source, aux.after, aux.loss_weight, head, aux.loc))
         except ArchspecError as exc:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .errors import ArchspecError, ExpandError, Loc, SpecError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_WORD = re.compile(r"[a-z][a-z0-9_]{0,15}\Z")  # a string value: one of an op's choices (docs/spec.md)
 _CONSTS = {"true": True, "false": False, "True": True, "False": False, "none": None, "None": None, "null": None}
 _BINOPS = {
     ast.Add: operator.add,
@@ -89,14 +90,7 @@ def _check_expr(node: ast.expr, text: str, loc: Loc, depth: int = 0) -> ast.expr
     if depth > MAX_EXPR_DEPTH:
         raise SpecError(f"expression nested more than {MAX_EXPR_DEPTH} levels deep in '{_clip(text)}'", loc)
     if isinstance(node, ast.Constant):
-        value = node.value
-        if isinstance(value, float) and not math.isfinite(value):
-            raise SpecError(f"{ast.get_source_segment(text.strip(), node) or value} is not a finite number in '{_clip(text)}'", loc)
-        if isinstance(value, int) and abs(value) > MAX_INT:
-            raise SpecError(f"number too large in '{_clip(text)}' (numbers in a spec are at most 10^15)", loc)
-        if isinstance(value, (bool, int, float)) or value is None:
-            return node
-        raise SpecError(f"only numbers and booleans are allowed as values in '{text}', not {node.value!r}", loc)
+        return _check_constant(node, text, loc)
     if isinstance(node, ast.Name):
         if node.id in _CONSTS:
             return ast.copy_location(ast.Constant(_CONSTS[node.id]), node)
@@ -112,6 +106,19 @@ def _check_expr(node: ast.expr, text: str, loc: Loc, depth: int = 0) -> ast.expr
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         return ast.copy_location(ast.UnaryOp(node.op, _check_expr(node.operand, text, loc, depth)), node)
     raise SpecError(f"unsupported expression '{ast.unparse(node)}' in '{text}' (allowed: numbers, booleans, argument names, tuples, + - * / // %)", loc)
+
+
+def _check_constant(node: ast.Constant, text: str, loc: Loc) -> ast.Constant:
+    value = node.value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{ast.get_source_segment(text.strip(), node) or value} is not a finite number in '{_clip(text)}'", loc)
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise SpecError(f"number too large in '{_clip(text)}' (numbers in a spec are at most 10^15)", loc)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return node
+    if isinstance(value, str) and _WORD.match(value):  # a choice of an op: gelu(approximate='tanh')
+        return node
+    raise SpecError(f"only numbers, booleans and short words are allowed as values in '{text}', not {node.value!r}", loc)
 
 
 def evaluate(node: ast.expr, env: dict, loc: Loc, what: str = ""):
@@ -169,6 +176,7 @@ def _show(value) -> str:
 # --- argument types shared by ops and blocks ---------------------------------------------------
 
 TYPES = ("int", "float", "bool", "size", "number")
+OP_TYPES = ("str", "ints")  # attribute types of ops only: a word (one of the op's choices), a tuple of ints
 
 
 def check_type(value, type_: str):
@@ -181,11 +189,23 @@ def check_type(value, type_: str):
         return None
     if type_ == "bool":
         return value if isinstance(value, bool) else None
+    if type_ in OP_TYPES:
+        return _check_op_type(value, type_)
     if type_ == "size":
         if _is_int(value) or (isinstance(value, tuple) and len(value) == 2 and all(_is_int(v) for v in value)):
             return value
         return None
     raise ValueError(type_)
+
+
+def _check_op_type(value, type_: str):
+    if type_ == "str":
+        return value if isinstance(value, str) else None
+    if _is_int(value):
+        return (value,)
+    if isinstance(value, tuple) and all(_is_int(v) for v in value):
+        return value
+    return None
 
 
 def _is_int(value) -> bool:
@@ -202,7 +222,8 @@ def describe(value) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-TYPE_WORDS = {"int": "an int", "float": "a number", "number": "a number", "bool": "a boolean", "size": "an int or a pair of ints"}
+TYPE_WORDS = {"int": "an int", "float": "a number", "number": "a number", "bool": "a boolean", "size": "an int or a pair of ints",
+              "str": "a quoted word such as 'tanh'", "ints": "an int or a tuple of ints"}
 
 
 # --- rewriting and printing expressions (code generation writes them back over a class's arguments) ---

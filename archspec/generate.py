@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import ast
 import keyword
+import re
 from dataclasses import dataclass, field
 
 from .emit import (TRAINING_IMPORTS, Namespace, attribute_names, check_module_name, claim_class, class_name_of,
                    doc_lines, escape, file_names, in_place_nodes, new_class, rebuild_command, render, spec_label, stamp,
                    wrap_lines)
-from .errors import GenerateError
+from .errors import GenerateError, Loc
 from .expand import Absent, Apply, Func, Merge
 from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
 from .ops import OPS
@@ -91,6 +92,7 @@ class _Generator:
         # The file's names: the model class, an outputs type the spec names, one class per block, the
         # default outputs type.
         self.files = file_names(TRAINING_IMPORTS)
+        self.helpers = helpers(compiled, self.files)
         self.model_class = new_class(self.files, class_name_of(compiled.resolved.spec), "the model class")
         self.outputs_class = self.outputs_type() if compiled.expanded.aux else None
         self.class_names = {name: new_class(self.files, name, f"the class of block {name}") for name in self.blocks}
@@ -124,14 +126,19 @@ class _Generator:
         span = self.modules.get(path)
         return span.output.meta.get("shape") if span else None
 
-    def input_dim(self, scope: _Scope, rel: str) -> list:
-        """(instance, analysed input size) of module ``rel`` in every instance that has it."""
+    def input_dim(self, scope: _Scope, rel: str, dim: int = 0) -> list:
+        """(instance, analysed input size along ``dim``) of module ``rel`` in every instance that has it."""
         out = []
         for inst in scope.instances:
             span = self.modules.get(f"{inst.path}.{rel}" if inst.path else rel)
             if span is not None:  # None: absent in this instance (if: false)
-                out.append((inst, span.input.meta["shape"][0]))
+                out.append((inst, span.input.meta["shape"][dim]))
         return out
+
+    def input_ranks(self, scope: _Scope, rel: str) -> set:
+        """The ranks of module ``rel``'s input in the instances that have it."""
+        return {len(span.input.meta["shape"]) for span in
+                (self.modules.get(f"{inst.path}.{rel}" if inst.path else rel) for inst in scope.instances) if span}
 
     def _value(self, expr, inst, loc):
         env = dict(inst.args) if inst.kind != "model" else dict(self.c.expanded.model_args)
@@ -141,10 +148,10 @@ class _Generator:
         except Exception:  # not computable from this instance's arguments: not symbolic
             return None
 
-    def check_symbolic(self, scope: _Scope, rel: str, expr, loc):
+    def check_symbolic(self, scope: _Scope, rel: str, expr, loc, dim: int = 0):
         """Return the inferred input size: the symbolic expression if it gives the analysed value in
         every instance, else a literal when all instances agree."""
-        pairs = self.input_dim(scope, rel)
+        pairs = self.input_dim(scope, rel, dim)
         values = [v for _, v in pairs]
         if expr is not None and pairs and all(self._value(expr, inst, loc) == v for inst, v in pairs):
             return expr
@@ -204,10 +211,13 @@ class _Generator:
         op = OPS[call.name]
         exprs_ = self.attr_exprs(call.name, call, scope, in_forward=False)
         in_src = ""
+        flat = self.input_ranks(scope, rel) <= {1}
+        if op.inferred_dim and not flat:  # over the last dimension of a tensor of rank 2 or more: not the channels
+            in_expr = None
         if op.inferred:
-            in_src = unparse(self.check_symbolic(scope, rel, in_expr, loc))
+            in_src = unparse(self.check_symbolic(scope, rel, in_expr, loc, op.inferred_dim))
         ctor = op.module(in_src, exprs_, op, inplace=self.runs_in_place(item))
-        return ctor, self.channels_after(call, in_expr)
+        return ctor, (self.channels_after(call, in_expr) if flat or not op.inferred_dim else None)
 
     def runs_in_place(self, item) -> bool:
         """Whether the op of a spec item may overwrite its input: in every instance of its block (every
@@ -292,42 +302,76 @@ class _Generator:
                 ctor, out = self.module_ctor(item.call, ch, scope, rel, item.loc, item)
             shape = self.shape_of_first(scope, rel)
             lines = f"self.{item.name} = {ctor}".split("\n")
+            applied = f"self.{item.name}({src})"
+            op = OPS.get(item.call.name) if item.call is not None else None
+            if op is not None and op.parameter:  # a tensor of this module, applied to the input
+                applied = op.applied(src, f"self.{item.name}", self.attr_exprs(op.name, item.call, scope, False))
             if item.cond is not None:
                 scope.init += [f"if {unparse(item.cond)}:", *_indent(lines), "else:", f"    self.{item.name} = None"]
-                call = f"self.{item.name}({src}) if self.{item.name} is not None else {src}"
+                call = f"{applied} if self.{item.name} is not None else {src}"
                 scope.forward.append(_stmt(f"{dst} = {call}", shape))
                 same = out is not None and ch is not None and unparse(out) == unparse(ch)
                 return out if same else None
             scope.init += lines
-            scope.forward.append(_stmt(f"{dst} = self.{item.name}({src})", shape))
+            scope.forward.append(_stmt(f"{dst} = {applied}", shape))
             return out
         if isinstance(item, MergeItem):
             return self.merge(item, step, src, dst, ch, scope, rel_prefix)
         raise GenerateError("repeat: outside an nn.Sequential", item.loc)
 
     def merge(self, item: MergeItem, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
-        """Each branch reads ``src`` into its own variable; concat or sum them into ``dst``."""
+        """Each branch reads ``src`` (or, with ``split:``, its chunk of it) into its own variable;
+        concat, sum or multiply them into ``dst``."""
         outs, chans = [], []
         first = True  # no branch with layers yet: the first is `out`, the rest `identity` (as torchvision)
         names_ = _branch_vars(step.labels if step is not None else [""] * len(item.branches))
+        srcs, in_chans = self.split(item, step, src, ch, scope)
         for j, (branch, sub_steps) in enumerate(_paired(item.branches, step.branches if step is not None else None)):
             if not branch:  # identity
-                outs.append(src)
-                chans.append(ch)
+                outs.append(srcs[j])
+                chans.append(in_chans[j])
                 continue
             if item.kind == "add":  # residual sums read best as torchvision writes them
                 local = scope.local("out" if first else "identity")
                 first = False
+            elif item.kind == "mul" and sum(1 for b in item.branches if b) == 1:  # a gate: torchvision's SE
+                local = scope.local("scale")
             else:
                 local = scope.local(names_[j])
-            chans.append(self.body(branch, sub_steps, src, local, ch, scope, rel_prefix))
+            chans.append(self.body(branch, sub_steps, srcs[j], local, in_chans[j], scope, rel_prefix))
             outs.append(local)
         shape = self.node_shape(step)
         if item.kind == "concat":
             scope.forward.append(_stmt(f"{dst} = torch.cat([{', '.join(outs)}], 1)", shape))
             return sum_of(chans)
-        scope.forward.append(_stmt(f"{dst} = {' + '.join(outs)}", shape))
+        scope.forward.append(_stmt(f"{dst} = {(' * ' if item.kind == 'mul' else ' + ').join(outs)}", shape))
+        if item.kind == "mul" and step is not None:  # broadcasting: the channels of a branch that has them all
+            widths = [n.meta["shape"][0] for n in step.node.inputs]
+            return chans[widths.index(shape[0])]
         return chans[0]
+
+    def split(self, item: MergeItem, step, src: str, ch, scope: _Scope) -> tuple:
+        """With ``split:``, one statement gives every branch its chunk of the channels, as ShuffleNet
+        writes it: ``x1, x2 = x.chunk(2, dim=1)``. The variables and their channel expressions."""
+        n = len(item.branches)
+        if item.split is None:
+            return [src] * n, [ch] * n
+        expr = self.forward_expr(item.split, scope)
+        value = step.split if step is not None else None
+        names_ = [scope.local(f"x{j + 1}") for j in range(n)]
+        if isinstance(value, tuple) or isinstance(item.split, ast.Tuple):
+            items = expr.elts if isinstance(expr, ast.Tuple) else None
+            text = f"{src}.split([{', '.join(unparse(e) for e in items)}], dim=1)" if items else \
+                f"{src}.split(list({unparse(expr)}), dim=1)"
+            chans = list(items) if items else [None] * n
+        else:
+            text = f"{src}.chunk({unparse(expr)}, dim=1)"
+            chans = [fold(ast.BinOp(ch, ast.FloorDiv(), item.split)) if ch is not None else None] * n
+        shapes = [c.meta["shape"] for c in step.chunks] if step is not None else []
+        comment = ", ".join(shape_comment(s) for s in shapes) if len(set(shapes)) > 1 else \
+            (f"{shape_comment(shapes[0])} each" if shapes else "")
+        scope.forward.append(f"{', '.join(names_)} = {text}" + (f"  # {comment}" if comment else ""))
+        return names_, chans
 
     def sequential(self, items: list, ch, scope: _Scope, rel: str, loc) -> tuple:
         entries: list = []
@@ -607,6 +651,19 @@ def _indent(lines):
     return ["    " + line for line in lines]
 
 
+def helpers(compiled, files) -> list:
+    """The classes the generated file defines for ops that torch has no module for (LayerNorm2d,
+    Permute, StochasticDepth: no torchvision import), in catalog order. Their names are claimed in
+    the file's namespace before the spec's classes, which are renamed around them."""
+    used = {n.op for n in compiled.graph if n.is_module}
+    out = []
+    for op in OPS.values():
+        if op.helper is not None and op.name in used:
+            files.claim(re.match(r"class (\w+)", op.helper).group(1), f"the class for {op.name}", None)
+            out.append(op.helper)
+    return out
+
+
 def generate(compiled, output: str = "generated") -> str:
     """The generated module's full text, header included (deterministic bytes); ``output`` is the
     directory it is written to, for the header's rebuild command.
@@ -631,6 +688,7 @@ def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
     heads = [{"field": field_of[h.name], "weight": repr(float(h.loss_weight))} for h in ex.aux]
     return render("module.py.j2", {
         "title": doc_lines(f"{spec.name}: {spec.description}" if spec.description else spec.name),
+        "helpers": gen.helpers,
         "model": model,
         "blocks": blocks,
         "outputs": gen.outputs_class if ex.aux else None,

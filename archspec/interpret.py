@@ -23,7 +23,15 @@ Semantics, per op (``training`` selects the mode, as ``nn.Module.train()`` does)
   ``seed`` (Bernoulli(1 - p) per element, nodes in graph order). So a training run is
   deterministic and two implementations can be compared exactly.
 * ``identity``: its input; ``scale``: ``x * factor``; ``concat``: ``torch.cat`` along channels in
-  branch order; ``add``: the sum of the branches.
+  branch order; ``add``: the sum of the branches; ``mul``: their product, broadcasting; ``split``:
+  a merge's branch's chunk of the channels (``torch.split``).
+* the activations, ``softmax``, ``groupnorm``, ``permute``: PyTorch's functional op; ``layernorm``
+  and ``layernorm2d`` (the channels moved last and back): ``F.layer_norm`` over one dimension;
+  ``reshape``: per sample; ``channel_shuffle``: written out (channels as groups x C/groups,
+  transposed); ``parameter``: ``p * x`` (or ``x + p``) with the state tensor whose key is its path.
+* ``stochastic_depth``: the identity in eval and for p = 0; in training one Bernoulli(1 - p) draw
+  per sample (``row``) or per batch, kept samples divided by 1 - p, drawn like dropout's masks
+  (or replayed from a recorded mask: a sample is kept where any of its elements was).
 * Aux heads run in training only (they are not computed in eval), like the generated module.
 
 ``state`` maps state_dict keys (module path + tensor name, the generated module's keys) to tensors;
@@ -82,6 +90,12 @@ def program(compiled) -> Program:
     return Program(nodes, g.output.name, {name: out.name for name, out in g.aux.items()}, tuple(g.input_shape))
 
 
+def state_key(path: str, name: str) -> str:
+    """The state_dict key of a node's tensor: ``path.name``, or the path itself for a ``parameter``
+    op's own tensor (named ``""``)."""
+    return f"{path}.{name}" if name else path
+
+
 # --- the rules ---------------------------------------------------------------------------------
 
 class _Step:
@@ -97,10 +111,11 @@ class _Step:
         return self.run.training
 
     def tensor(self, name: str):
-        """This module's state tensor ``name`` (None if the module has no such tensor)."""
+        """This module's state tensor ``name`` (None if the module has no such tensor); ``""`` is a
+        parameter op's own tensor, whose key is its path."""
         if not any(t[0] == name for t in self.node.tensors):
             return None
-        key = f"{self.node.path}.{name}"
+        key = state_key(self.node.path, name)
         if key not in self.run.state:
             raise InterpretError(f"the state has no tensor '{key}'", self.node.loc, self.node.id)
         return self.run.state[key]
@@ -108,15 +123,19 @@ class _Step:
     def update(self, name: str, value) -> None:
         self.run.new_state[f"{self.node.path}.{name}"] = value
 
-    def mask(self, x, p: float):
+    def mask(self, x, p: float, size=None):
+        """The 0/1 mask a random op draws: Bernoulli(1 - p) of ``size`` (default: the input's shape),
+        or the mask the caller recorded (of the input's shape) for this module."""
         masks = self.run.masks
         if masks is None:
-            return torch.bernoulli(torch.full_like(x, 1.0 - p).detach(), generator=self.run.generator)
+            if size is None:
+                return torch.bernoulli(torch.full_like(x, 1.0 - p).detach(), generator=self.run.generator)
+            return torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=self.run.generator)
         mask = masks.get(self.node.path)
         if mask is None:
-            raise InterpretError(f"no dropout mask for {self.node.path}", self.node.loc, self.node.id)
+            raise InterpretError(f"no mask for {self.node.op} {self.node.path}", self.node.loc, self.node.id)
         if tuple(mask.shape) != tuple(x.shape):
-            raise InterpretError(f"the dropout mask for {self.node.path} has shape {list(mask.shape)}, "
+            raise InterpretError(f"the {self.node.op} mask for {self.node.path} has shape {list(mask.shape)}, "
                                  f"the input {list(x.shape)}", self.node.loc, self.node.id)
         return mask.to(x.dtype)
 
@@ -166,6 +185,47 @@ def _dropout(ins, a, s):
     return x * mask / (1.0 - p)
 
 
+def _stochastic_depth(ins, a, s):
+    """torchvision's stochastic_depth: one Bernoulli(1 - p) draw per sample ("row") or per batch,
+    the kept ones divided by 1 - p. A recorded mask (of the input's shape) keeps a sample wherever
+    it kept any of its elements."""
+    (x,) = ins
+    p = float(a["p"])
+    if not s.training or p == 0.0:
+        return x
+    size = (x.shape[0],) + (1,) * (x.dim() - 1) if a["mode"] == "row" else (1,) * x.dim()
+    mask = s.mask(x, p, size)
+    if s.run.masks is not None:
+        rows = mask.reshape(x.shape[0], -1).any(1).to(x.dtype)
+        mask = rows.reshape(size) if a["mode"] == "row" else rows.max().reshape(size)
+    return x * (mask / (1.0 - p) if p < 1.0 else mask)
+
+
+def _layer_norm(ins, a, s, channels_first=False):
+    x = ins[0].movedim(1, -1) if channels_first else ins[0]
+    y = F.layer_norm(x, (x.shape[-1],), s.tensor("weight"), s.tensor("bias"), a["eps"])
+    return y.movedim(-1, 1) if channels_first else y
+
+
+def _split(ins, a, s):
+    (x,) = ins
+    n = x.shape[1]
+    sizes = [n // a["split"]] * a["split"] if isinstance(a["split"], int) else list(a["split"])
+    return torch.split(x, sizes, 1)[a["index"]]
+
+
+def _parameter(ins, a, s):
+    p = s.tensor("")
+    return ins[0] + p if a["apply"] == "add" else p * ins[0]
+
+
+def _mul(ins, a, s):
+    out = ins[0]
+    for x in ins[1:]:
+        out = out * x
+    return out
+
+
 RULES: dict[str, Callable] = {
     "input": lambda ins, a, s: s.run.x,
     "conv2d": _conv2d,
@@ -183,8 +243,30 @@ RULES: dict[str, Callable] = {
     "local_response_norm": lambda ins, a, s: F.local_response_norm(ins[0], a["size"], a["alpha"], a["beta"], a["k"]),
     "identity": lambda ins, a, s: ins[0],
     "scale": lambda ins, a, s: ins[0] * a["factor"],
+    "relu6": lambda ins, a, s: F.relu6(ins[0]),
+    "leaky_relu": lambda ins, a, s: F.leaky_relu(ins[0], a["negative_slope"]),
+    "elu": lambda ins, a, s: F.elu(ins[0], a["alpha"]),
+    "gelu": lambda ins, a, s: F.gelu(ins[0], approximate=a["approximate"]),
+    "silu": lambda ins, a, s: F.silu(ins[0]),
+    "mish": lambda ins, a, s: F.mish(ins[0]),
+    "sigmoid": lambda ins, a, s: torch.sigmoid(ins[0]),
+    "tanh": lambda ins, a, s: torch.tanh(ins[0]),
+    "hardswish": lambda ins, a, s: F.hardswish(ins[0]),
+    "hardsigmoid": lambda ins, a, s: F.hardsigmoid(ins[0]),
+    "hardtanh": lambda ins, a, s: F.hardtanh(ins[0], a["min_val"], a["max_val"]),
+    "softmax": lambda ins, a, s: F.softmax(ins[0], dim=a["dim"]),
+    "layernorm": _layer_norm,
+    "layernorm2d": lambda ins, a, s: _layer_norm(ins, a, s, channels_first=True),
+    "groupnorm": lambda ins, a, s: F.group_norm(ins[0], a["num_groups"], s.tensor("weight"), s.tensor("bias"), a["eps"]),
+    "permute": lambda ins, a, s: ins[0].permute(*a["dims"]),
+    "reshape": lambda ins, a, s: ins[0].reshape(ins[0].shape[0], *a["shape"]),
+    "channel_shuffle": lambda ins, a, s: ins[0].unflatten(1, (a["groups"], -1)).transpose(1, 2).flatten(1, 2),
+    "stochastic_depth": _stochastic_depth,
+    "parameter": _parameter,
     "concat": lambda ins, a, s: torch.cat(ins, 1),
     "add": lambda ins, a, s: sum(ins[1:], ins[0]),
+    "mul": _mul,
+    "split": _split,
 }
 """op name -> rule(inputs, attrs, step) -> output tensor; one entry per op of the catalog."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import LintError, raise_all
 from .exprs import is_identifier
 from .graph import Graph, is_topological
+from .ops import OPS
 
 
 def lint(graph: Graph) -> Graph:
@@ -35,7 +36,7 @@ def lint(graph: Graph) -> Graph:
     for node in graph:
         if node not in live:
             errors.append(LintError(f"'{node.name}' does not reach the output or an aux head", node.loc, node.name))
-        if node.op in ("concat", "add") and len(node.inputs) < 2:
+        if OPS[node.op].merge and len(node.inputs) < 2:
             errors.append(LintError(f"{node.op} in {node.path or 'the model'} needs at least two inputs", node.loc, node.name))
     for path, span in graph.modules.items():
         if path and not all(is_identifier(p) or p.isdigit() for p in path.split(".")):

@@ -458,7 +458,7 @@ def item_name(item) -> str | None:
     """Name of a top-level layer entry ``{name: ...}``, None for anonymous ones."""
     if isinstance(item, dict):
         names = [k for k in item if k not in ("if",)]
-        if len(names) == 1 and names[0] not in ("concat", "add") and not (names[0] == "repeat" and "body" in item):
+        if len(names) == 1 and names[0] not in ("concat", "add", "mul") and not (names[0] == "repeat" and "body" in item):
             return names[0]
     return None
 

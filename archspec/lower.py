@@ -48,7 +48,13 @@ class _Lowerer:
                              step.loc, owner)
             return self.g.add(step.node)
         if isinstance(step, Merge):
-            outs = [self.steps(branch, x, owner) for branch in step.branches]
+            heads = [x] * len(step.branches)
+            if step.split is not None:  # branch i reads its chunk of the channels: one node per branch
+                heads = [self.g.add(Node(self.fresh(owner.path, "split"), "split", {"split": step.split, "index": i},
+                                         owner.path, [x], owner.part, step.loc, owner, [step.labels[i]]))
+                         for i in range(len(step.branches))]
+                step.chunks = heads
+            outs = [self.steps(branch, head, owner) for branch, head in zip(step.branches, heads)]
             step.node = Node(self.fresh(owner.path, step.kind), step.kind, {}, owner.path, outs, owner.part, step.loc,
                              owner, step.labels)
             return self.g.add(step.node)

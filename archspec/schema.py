@@ -6,7 +6,8 @@ declarations, aux modules) is parsed by hand in ``validate.py``; this module des
 parts too, so that an editor's YAML language server can complete and check them:
 
 * a layer: a call string (``relu``, ``conv2d(64, 3, stride=2)``), ``{name: call}``,
-  ``{name: [...]}`` (an nn.Sequential), optionally with ``if:``, or ``{concat|add: [branch, ...]}``;
+  ``{name: [...]}`` (an nn.Sequential), optionally with ``if:``, or ``{concat|add|mul: [branch, ...]}``
+  (optionally with ``split:``);
 * inside an nn.Sequential: calls, nested lists and ``{repeat: N, body: [...]}``;
 * an argument: ``"int"``, ``"size = 1"`` or ``{type, default, doc}``;
 * the keys that ``load`` resolves before validation: ``use``, ``extends`` and ``edit``.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import copy
 import json
 
-from .ops import OPS, USER_OPS
+from .ops import MERGES, OPS, USER_OPS
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _TYPES = ["int", "float", "bool", "size", "number"]
@@ -57,7 +58,7 @@ def _layer_defs() -> dict:
             "anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}],
         },
         "Layer": {
-            "description": "a call, {name: call}, {name: [...]} (an nn.Sequential) or {concat|add: [branch, ...]}",
+            "description": "a call, {name: call}, {name: [...]} (an nn.Sequential) or {concat|add|mul: [branch, ...]}",
             "anyOf": [_ref("Call"), _ref("Merge"), _ref("Named")],
         },
         "Named": {
@@ -68,15 +69,18 @@ def _layer_defs() -> dict:
             "maxProperties": 2,
             "anyOf": [{"maxProperties": 1}, {"required": ["if"]}],
             "properties": {"if": {**_ref("Expr"), "description": "the module exists only when this is true"}},
-            "propertyNames": {"pattern": IDENT, "not": {"enum": ["concat", "add", "body"]}},
+            "propertyNames": {"pattern": IDENT, "not": {"enum": [*MERGES, "body"]}},
             "additionalProperties": {"anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}]},
         },
         "Merge": {
             "type": "object",
-            "description": "parallel branches from the same input, joined by concat (channels) or add",
+            "description": "parallel branches from the same input, joined by concat (channels), add or mul "
+                           "(broadcasting); with split: branch i reads chunk i of the input's channels",
             "minProperties": 1,
-            "maxProperties": 1,
-            "properties": {"concat": _ref("Branches"), "add": _ref("Branches")},
+            "maxProperties": 2,
+            "oneOf": [{"required": [kind]} for kind in MERGES],
+            "properties": {**{kind: _ref("Branches") for kind in MERGES},
+                           "split": {**_ref("Expr"), "description": "N equal chunks, or a tuple of channel counts"}},
             "additionalProperties": False,
         },
         "Branches": {

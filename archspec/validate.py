@@ -7,6 +7,7 @@ errors are collected and reported together, each at its own line and column.
 from __future__ import annotations
 
 import ast
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -15,10 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import exprs
 from .errors import ArchspecError, ErrorList, Loc, SpecError, raise_all
 from .load import LDict, LList, join_path, loc_of
+from .ops import MERGES, OPS
 
 # Names with a meaning of their own where a layer name is expected (`input`: the network's input
 # in the graph, draw and diff).
-RESERVED = {"concat", "add", "if", "self", "forward", "training", "x", "input"}
+RESERVED = {"concat", "add", "mul", "if", "self", "forward", "training", "x", "input"}
+# Keys that name a way of joining tensors but are no merge: with a list of branches they are an
+# error (did you mean ...), not an nn.Sequential of that name.
+MERGE_WORDS = {"cat": "concat", "concatenate": "concat", "stack": "concat", "sum": "add", "plus": "add",
+               "residual": "add", "multiply": "mul", "mult": "mul", "prod": "mul", "product": "mul", "times": "mul",
+               "gate": "mul", "max": None, "maximum": None, "min": None, "mean": None, "avg": None, "sub": None,
+               "subtract": None, "div": None, "merge": None, "split": None, "chunk": None}
 
 
 # --- the document -----------------------------------------------------------------------------
@@ -161,11 +169,14 @@ class NamedItem:
 
 @dataclass
 class MergeItem:
-    """``concat: [branch, ...]`` or ``add: [...]``; each branch is a list of items (empty: identity)."""
+    """``concat: [branch, ...]``, ``add: [...]`` or ``mul: [...]``; each branch is a list of items
+    (empty: identity). With ``split:`` branch i reads chunk i of the input's channels."""
 
     kind: str
     branches: list
     loc: Loc
+    split: ast.expr | None = None  # N (equal chunks) or a tuple of channel counts
+    split_loc: Loc | None = None
 
 
 @dataclass
@@ -273,10 +284,25 @@ class _Items:
         # (timm's Inception-ResNet-v2 calls its 35x35 stage `repeat`).
         if "repeat" in raw and ("body" in raw or sequential):
             return self.repeat(raw, loc, sequential)
-        for kind in ("concat", "add"):
+        for kind in MERGES:
             if kind in raw:
                 return self.merge(raw, kind, loc)
+        self.not_a_merge(raw)
         return self.named(raw, loc, sequential)
+
+    def not_a_merge(self, raw: dict) -> None:
+        """The closed set of merges: a key that names a way of joining tensors (``sum``, ``cat``) or
+        is close to a merge (``adds``), given a list with a list among its entries (branches; an
+        nn.Sequential's entries are calls), is an unknown merge, not an nn.Sequential of that name."""
+        for key, value in raw.items():
+            if key == "if" or not isinstance(value, list) or not any(isinstance(v, list) for v in value):
+                continue
+            close = difflib.get_close_matches(key, MERGES, n=1, cutoff=0.75) if isinstance(key, str) else []
+            if key in MERGE_WORDS or close:
+                guess = MERGE_WORDS.get(key) or (close[0] if close else None)
+                hint = f"; did you mean '{guess}'?" if guess else ""
+                raise SpecError(f"unknown merge '{key}' (merges: {', '.join(MERGES)}){hint} An nn.Sequential's "
+                                "entries are calls: a list of branches needs a merge", _key_loc(raw, key))
 
     def repeat(self, raw: dict, loc: Loc, sequential: bool) -> RepeatItem:
         if not sequential:
@@ -288,9 +314,14 @@ class _Items:
         return RepeatItem(count, self.seq(raw["body"], loc_of(raw, "body"), True), loc)
 
     def merge(self, raw: dict, kind: str, loc: Loc) -> MergeItem:
-        if len(raw) != 1:
-            other = [k for k in raw if k != kind][0]
-            raise SpecError(f"'{kind}' cannot be combined with '{other}' in one item", _key_loc(raw, other))
+        others = [k for k in raw if k not in (kind, "split")]
+        if others:
+            raise SpecError(f"'{kind}' cannot be combined with '{others[0]}' in one item", _key_loc(raw, others[0]))
+        split = None
+        if "split" in raw:  # [16, 32] as YAML writes it is the tuple (16, 32)
+            value = raw["split"]
+            value = f"({', '.join(map(str, value))},)" if isinstance(value, list) and value else value
+            split = self.expr(value, loc_of(raw, "split"))
         branches_raw = raw[kind]
         at = loc_of(raw, kind)
         if not isinstance(branches_raw, list) or len(branches_raw) < 2:
@@ -306,7 +337,7 @@ class _Items:
                 except ArchspecError as exc:
                     self.errors.append(exc)
                     branches.append([])
-        return MergeItem(kind, branches, loc)
+        return MergeItem(kind, branches, loc, split, loc_of(raw, "split") if split is not None else None)
 
     def named(self, raw: dict, loc: Loc, sequential: bool) -> NamedItem:
         """``name: call`` or ``name: [...]``, with an optional ``if:``."""
@@ -567,6 +598,4 @@ def _aux_heads(raw_aux: dict, items: _Items, file: str) -> list:
     return aux
 
 
-from .ops import OPS as _OPS  # noqa: E402
-
-_OP_NAMES = set(_OPS)
+_OP_NAMES = set(OPS)

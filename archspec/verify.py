@@ -34,6 +34,7 @@ import sys
 from contextlib import contextmanager
 
 from .errors import ArchspecError, ErrorList, Loc, UsageError, VerifyError, raise_all
+from .ops import OPS
 
 MAX_VERIFY_PARAMS = 400_000_000  # ~1.6 GB of float32 weights
 MAX_VERIFY_ACTIVATIONS = 400_000_000  # summed output elements of one batch-2 forward pass
@@ -196,7 +197,7 @@ def verify_module(compiled, cls) -> None:
         if len(got) != len(want):
             errors.append(VerifyError(f"state_dict: generated {len(got)} entries, analysis {len(want)}", where))
     shape_in = g.input_shape
-    main_paths = {p for p, m in a.modules.items() if p and m["part"] == "main"}
+    main_paths = _module_paths(a, main=True)
     # batch 2: a BatchNorm without running statistics normalises by the batch even in eval, and
     # PyTorch refuses that for a single value per channel (MACs are per sample: halved below)
     x = torch.randn(2, *shape_in)
@@ -212,13 +213,20 @@ def verify_module(compiled, cls) -> None:
         errors.append(VerifyError(f"output in eval: generated a {type(out).__name__}, not a tensor", where))
     elif tuple(out.shape[1:]) != tuple(a.output):
         errors.append(VerifyError(f"output: generated {list(out.shape)}, analysis {[2, *a.output]}", where))
-    aux_paths = {p for p, m in a.modules.items() if p and m["part"] != "main"}
+    aux_paths = _module_paths(a, main=False)
     if aux_paths:
         with _generated(compiled, "forward (training)"):
             seen = _shapes_by_hook(model.train(), torch.randn(2, *shape_in), aux_paths)
         _compare_shapes(a, aux_paths, seen, errors, where, "training")
     if errors:
         raise errors[0] if len(errors) == 1 else ErrorList(errors)
+
+
+def _module_paths(a, main: bool) -> set:
+    """The paths of the main network's (or the aux heads') nn.Modules; a ``parameter`` op is a
+    tensor of its owner, not a module a hook can watch."""
+    return {p for p, m in a.modules.items() if p and (m["part"] == "main") == main
+            and not (m["kind"] == "op" and OPS[m["type"]].parameter)}
 
 
 def _compare_shapes(a, paths, seen, errors, where, mode) -> None:
@@ -251,14 +259,14 @@ def random_state(compiled, seed: int = 0) -> dict:
     a batch and perturbed, so that every op changes the numbers and every nonlinearity is hit."""
     import torch
 
-    from .interpret import program, run
+    from .interpret import program, run, state_key
 
     prog = program(compiled)
     gen = torch.Generator().manual_seed(seed)
     state = {}
     for n in prog.nodes:
         for name, shape, _ in n.tensors:
-            state[f"{n.path}.{name}"] = _initial(name, shape, gen)
+            state[state_key(n.path, name)] = _initial(name, shape, gen)
     stats = {}
 
     def observe(node, ins, out):
@@ -379,7 +387,7 @@ def _eval_step(compiled, model, prog, state: dict, errors: list, where) -> None:
 
 def _training_step(compiled, model, prog, state: dict, errors: list, where) -> None:
     """One training step on both sides; dropout masks are read from the generated module and replayed."""
-    from .interpret import run
+    from .interpret import run, state_key
 
     x = _input(prog, 3)
     leaf = x.clone().requires_grad_(True)
@@ -393,7 +401,7 @@ def _training_step(compiled, model, prog, state: dict, errors: list, where) -> N
             for h in handles:
                 h.remove()
     _unchanged(given.detach(), x, "training", errors, where)
-    trainable = {f"{n.path}.{name}" for n in prog.nodes for name, _, buf in n.tensors if not buf}
+    trainable = {state_key(n.path, name) for n in prog.nodes for name, _, buf in n.tensors if not buf}
     ref = {k: v.clone().requires_grad_(True) if k in trainable else v for k, v in state.items()}
     ref_x = x.clone().requires_grad_(True)
     want = run(prog, ref, ref_x, training=True, masks=masks)
@@ -422,15 +430,16 @@ def _unchanged(given, x, mode: str, errors: list, where) -> None:
 
 
 def _mask_hooks(model, prog, masks: dict, errors: list, where) -> list:
-    """Forward hooks that record each dropout module's mask (output != 0) as the module draws it."""
+    """Forward hooks that record the mask (output != 0) each random module (dropout, stochastic
+    depth) draws."""
     modules = dict(model.named_modules())
     handles = []
     for n in prog.nodes:
-        if n.op != "dropout":
+        if not OPS[n.op].random:
             continue
         module = modules.get(n.path)
         if module is None:
-            errors.append(VerifyError(f"dropout {n.path} is not a module of the generated model", where))
+            errors.append(VerifyError(f"{n.op} {n.path} is not a module of the generated model", where))
             continue
 
         def hook(m, inp, out, path=n.path):
@@ -500,11 +509,14 @@ class _Trained:
     def parameters(self):
         return (v for v in self._state.values() if v.is_floating_point())
 
+    def get_parameter(self, path: str):
+        return self._state[path]
+
     def get_submodule(self, path: str):
         import types
         from collections import OrderedDict
 
         node = self._nodes[path]
-        tensors = OrderedDict((name, self._state[f"{path}.{name}"]) for name, _, _ in node.tensors)
+        tensors = OrderedDict((name, self._state[f"{path}.{name}"]) for name, _, _ in node.tensors if name)
         fields = {**node.attrs, "weight": None, "bias": None, **tensors}
         return types.SimpleNamespace(**fields, state_dict=lambda: OrderedDict(tensors))

@@ -4,8 +4,9 @@ compiled, generated, imported and compared with the reference interpreter (and i
 ``cases()`` is a hypothesis strategy that draws a ``Case``: the files of one spec (with its
 ``use:`` libraries and ``extends:`` parent), valid by construction (the generator tracks every
 tensor's shape through the op catalog's own shape rules). It covers every op of the catalog in
-each of its forms (named module, functional step, nn.Sequential entry), concat and add merges
-(nested, identity branches, single-item, list and Sequential branches, downsampling branches),
+each of its forms (named module, functional step, nn.Sequential entry), concat, add and mul merges
+(nested, identity branches, single-item, list and Sequential branches, downsampling branches,
+squeeze-and-excitation gates, ``split:`` into equal chunks or sizes),
 ``repeat:``, ``if:``, blocks with arguments of every type (defaults, long form, expressions over
 them, blocks inside blocks, reused with other values), model arguments, aux heads (call, block
 or Sequential, ``after:``), ``transforms:``, ``extends:`` with ``edit:`` and argument overrides,
@@ -37,7 +38,7 @@ from pathlib import Path
 import yaml
 from hypothesis import strategies as st
 
-from archspec.ops import OPS, REQUIRED, OpShapeError
+from archspec.ops import OPS, REQUIRED, USER_OPS, OpShapeError
 
 # --- names -------------------------------------------------------------------------------------------
 
@@ -63,7 +64,7 @@ POOL = {
             "aux_logits", "channels_last", "super", "_", "outputs", "x"],
     "block": ["Module", "Sequential", "ReLU", "Conv2d", "Linear", "Identity", "Dropout", "BatchNorm2d", "Tensor",
               "F", "nn", "torch", "Optional", "Union", "namedtuple", "loss", "Net", "NetOutputs", "NetDeploy", "super",
-              "int", "x", "out", "_Blk", "block", "relu", "Inception"],
+              "int", "x", "out", "_Blk", "block", "relu", "Inception", "Permute", "LayerNorm2d", "StochasticDepth"],
     "model": ["torch", "nn", "F", "typing", "collections", "os", "sys", "math", "Tensor", "namedtuple", "loss",
               "model", "x", "net_", "eval"],
     "class": ["Tensor", "F", "nn", "Module", "Optional", "Union", "namedtuple", "loss", "torch", "Sequential", "Net",
@@ -170,7 +171,7 @@ def _lit(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, tuple):
-        return f"({v[0]}, {v[1]})"
+        return f"({v[0]},)" if len(v) == 1 else f"({', '.join(map(str, v))})"
     return repr(v)
 
 
@@ -184,6 +185,7 @@ class _Gen:
         self.features: set = set()
         self.literal_convs = False  # transforms: kernels and paddings as literals, dilation and groups 1
         self.stack: list = []  # blocks being defined (no recursion)
+        self.focus = None  # an op or merge drawn more often in this case (pick_focus)
 
     # -- helpers --
     def d(self, strategy):
@@ -194,6 +196,14 @@ class _Gen:
 
     def pick(self, options):
         return self.d(st.sampled_from(list(options)))
+
+    def pick_focus(self, options):
+        """One of ``options``; half the time the case's focus (an op or merge drawn once per case)
+        when it is one of them, so that every op is drawn in each of its forms within a few hundred
+        cases however long the catalog grows."""
+        if self.focus in options and self.chance(50):
+            return self.focus
+        return self.pick(options)
 
     def name(self, kind: str, taken: set) -> str:
         ph = f"qq{len(self.names)}qq"
@@ -283,7 +293,9 @@ class _Gen:
                 stride, pad = self.d(st.integers(1, 2)), self.d(st.integers(0, half + 1))
             k = n if form == "square" else ((1, n) if form == "1xn" else (n, 1))
             p = pad if form == "square" else ((0, pad) if form == "1xn" else (pad, 0))
-            groups = 1 if self.literal_convs else self.pick([g for g in range(1, min(c, out) + 1) if c % g == 0 and out % g == 0])
+            divisors = [g for g in range(1, min(c, out) + 1) if c % g == 0 and out % g == 0]
+            groups = 1 if self.literal_convs else (divisors[-1] if self.focus == "conv2d" and self.chance(50)
+                                                   else self.pick(divisors))
             values = {"out_channels": out, "kernel_size": k}
             if stride != 1 or self.chance(20):
                 values["stride"] = stride
@@ -386,15 +398,89 @@ class _Gen:
             factor = self.pick([0.5, -1.0, 2, 0.17])
             return self.call(op, {"factor": factor}, owner, {"factor": "float"},
                              {"factor": lambda: self.pick([0.5, -2.0, 0.1])}), shape
-        if op in ("relu", "identity"):
+        if op in ("relu", "identity") or op in self.PLAIN_ACTS:
             return (op if self.chance(70) else f"{op}()"), shape
+        return self._new_op_call(op, owner, shape, mode)
+
+    PLAIN_ACTS = ["relu6", "silu", "mish", "sigmoid", "tanh", "hardswish", "hardsigmoid"]
+
+    def _new_op_call(self, op: str, owner, shape, mode: str):
+        """The ops of issue 11 (activations with attributes, norms, layout, stochastic depth, parameter)."""
+        rank3 = len(shape) == 3
+        floats = {"negative_slope": "float", "alpha": "float", "min_val": "float", "max_val": "float", "eps": "float",
+                  "p": "float", "init": "float", "elementwise_affine": "bool", "bias": "bool", "affine": "bool",
+                  "dims": "ints", "shape": "ints"}
+        if op in ("leaky_relu", "elu", "hardtanh", "gelu", "softmax"):
+            values = {"leaky_relu": {"negative_slope": self.pick([0.01, 0.2, -0.5])}, "elu": {"alpha": self.pick([1.0, 0.5])},
+                      "hardtanh": {"min_val": self.pick([-1.0, -6.0]), "max_val": self.pick([1.0, 6.0, 0.5])},
+                      "gelu": {"approximate": self.pick(["none", "tanh"])},
+                      "softmax": {"dim": self.pick([1, -1, len(shape)])}}[op]
+            if op == "gelu":  # a word: always a literal
+                text = "gelu" if values["approximate"] == "none" and self.chance(50) else f"gelu(approximate='{values['approximate']}')"
+                return text, shape
+            return self.call(op, values, owner, floats), shape
+        if op in ("layernorm", "layernorm2d", "groupnorm"):
+            if (op == "layernorm2d") != rank3 or (op != "groupnorm" and shape[0 if op != "layernorm" else -1] == 1):
+                return None  # normalising single values: zeros whose gradient is rounding noise on both sides
+            values = {"eps": self.pick([1e-5, 1e-6, 0.1])} if self.chance(40) else {}
+            if op == "groupnorm":
+                groups = [g for g in range(1, shape[0] + 1) if shape[0] % g == 0 and math.prod(shape) // g > 1]
+                if not groups:
+                    return None
+                values["num_groups"] = self.pick(groups)
+                if self.chance(25):
+                    values["affine"] = self.d(st.booleans())
+            elif self.chance(30):
+                values["elementwise_affine"] = self.d(st.booleans())
+                if values["elementwise_affine"] and self.chance(50):
+                    values["bias"] = False
+            return self.call(op, values, owner, floats), shape
+        if op == "channel_shuffle":
+            if not rank3:
+                return None
+            groups = self.pick([g for g in range(1, shape[0] + 1) if shape[0] % g == 0])
+            return self.call(op, {"groups": groups}, owner, {}), shape
+        if op == "permute":
+            if not rank3:
+                return None
+            dims = (0, *self.d(st.permutations([1, 2, 3])))
+            if mode == "neutral" and tuple(shape[d - 1] for d in dims[1:]) != tuple(shape):
+                dims = (0, 1, 2, 3)
+            result = _shape(op, shape, {"dims": dims})
+            if not _fits(mode, shape, result):
+                return None
+            return f"permute(({', '.join(map(str, dims))}))", result
+        if op == "reshape":
+            if mode != "any":
+                return None
+            total = math.prod(shape)
+            sizes = self.pick([(-1,), (total,)] + ([(shape[0], -1, 1), (shape[0], shape[2], shape[1])] if rank3 else []))
+            return f"reshape(({', '.join(map(str, sizes))},))", _shape(op, shape, {"shape": sizes})
+        if op == "stochastic_depth":
+            values = {"p": self.pick([0.0, 0.2, 0.5, 1.0])}
+            text = self.call(op, values, owner, floats, {"p": lambda: self.pick([0.0, 0.3])})
+            if self.chance(30):
+                text = f"{text[:-1]}, mode='{self.pick(['row', 'batch'])}')"
+            return text, shape
+        if op == "parameter":
+            p = tuple(self.pick([s, 1]) for s in shape) if self.chance(70) else (shape[0],) + (1,) * (len(shape) - 1)
+            values = {"shape": p, "init": self.pick([1.0, 0.5, -2.0, 0.0])}
+            text = self.call(op, values, owner, floats, literal=("shape",))
+            if self.chance(30):
+                text = f"{text[:-1]}, apply='add')"
+            return text, shape
         raise AssertionError(op)
 
     # -- items of a body (the model's or a block's) --
+    NEW_ANY = ["relu6", "leaky_relu", "elu", "gelu", "silu", "mish", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+               "hardtanh", "softmax", "groupnorm", "reshape", "stochastic_depth", "parameter"]
     MAP_OPS = ["conv2d", "conv2d", "conv2d", "batchnorm2d", "relu", "relu", "maxpool2d", "avgpool2d", "adaptive_avgpool2d",
-               "adaptive_maxpool2d", "local_response_norm", "identity", "scale", "dropout", "flatten"]
-    FLAT_OPS = ["linear", "linear", "relu", "identity", "scale", "dropout", "flatten"]
-    STATEFUL = {"conv2d", "batchnorm2d", "linear", "dropout"}
+               "adaptive_maxpool2d", "local_response_norm", "identity", "scale", "dropout", "flatten",
+               *NEW_ANY, "layernorm2d", "channel_shuffle", "permute"]
+    FLAT_OPS = ["linear", "linear", "relu", "identity", "scale", "dropout", "flatten", *NEW_ANY, "layernorm"]
+    STATEFUL = {"conv2d", "batchnorm2d", "linear", "dropout", "layernorm", "layernorm2d", "groupnorm",
+                "stochastic_depth", "parameter"}
+    FUNCTION_ONLY = {"scale", "reshape"}  # no module form: never named, never a Sequential entry
 
     def items(self, owner: _Owner, shape, mode: str, count: int, depth: int) -> tuple:
         out = []
@@ -407,7 +493,7 @@ class _Gen:
         return out, shape
 
     def item(self, owner: _Owner, shape, mode: str, depth: int):
-        kind = self.pick(["op"] * 6 + ["merge"] * (2 if depth < 3 else 0) + ["seq"] * (1 if depth < 3 else 0)
+        kind = self.pick(["op"] * 6 + ["merge"] * (2 if depth < 3 else 0) + ["seq"] * (3 if depth < 3 else 0)
                          + ["block"] * (2 if depth < 2 and len(self.stack) < 2 else 0))
         if kind == "merge":
             return self.merge(owner, shape, mode, depth + 1)
@@ -419,13 +505,13 @@ class _Gen:
                 return None
             call, result = got
             return {self.name("module", owner.modules): call}, result
-        op = self.pick(self.MAP_OPS if len(shape) == 3 else self.FLAT_OPS)
+        op = self.pick_focus(self.MAP_OPS if len(shape) == 3 else self.FLAT_OPS)
         got = self.op_call(op, owner, shape, mode)
         if got is None:
             return None
         call, result = got
         self.features.add(op)
-        named = op in self.STATEFUL or (op != "scale" and self.chance(35))
+        named = op in self.STATEFUL or (op not in self.FUNCTION_ONLY and self.chance(35))
         if not named:
             self.features.add("functional op")
             return call, result
@@ -444,7 +530,7 @@ class _Gen:
 
     # -- merges --
     def merge(self, owner: _Owner, shape, mode: str, depth: int):
-        kind = self.pick(["concat", "add"])
+        kind = self.pick_focus(["concat", "add", "mul"])
         nb = self.d(st.integers(2, 3))
         flat = len(shape) == 1
         reduce = None
@@ -455,7 +541,11 @@ class _Gen:
             reduce = {"kernel_size": k, "stride": s, "padding": p}
             if _shape("maxpool2d", shape, reduce) is None:
                 reduce = None
-        if kind == "add":
+        split, full = None, shape
+        if reduce is None and shape[0] % nb == 0 and self.chance(60 if self.focus == kind else 25):  # chunk i
+            split = nb if self.chance(50) else [shape[0] // nb] * nb
+            shape = (shape[0] // nb, *shape[1:])
+        if kind != "concat":
             target = shape[0] if mode == "neutral" or self.chance(50) else self.d(st.integers(1, 6))
         else:
             target = None
@@ -470,21 +560,31 @@ class _Gen:
             branch, result = got
             branches.append(branch)
             outs.append(result)
-        if kind == "add":
-            if len({tuple(o) for o in outs}) != 1:
-                return None
-            result = outs[0]
-        else:
-            result = (sum(o[0] for o in outs), *outs[0][1:])
-        if not _fits(mode, shape, result):
+        try:
+            result = tuple(OPS[kind].shape([tuple(o) for o in outs], {}))
+        except OpShapeError:
+            return None
+        if not _fits(mode, full, result):
             return None
         self.features.add(kind)
         if depth > 1:
             self.features.add(f"nested {kind}")
-        return {kind: branches}, result
+        item = {kind: branches}
+        if split is not None:
+            item["split"] = split
+            self.features.add(f"split in {kind}")
+        return item, result
+
+    def gate(self, owner: _Owner, shape, target):
+        """A squeeze-and-excitation branch of a mul: pool to 1 x 1, a 1x1 convolution, a sigmoid."""
+        self.features.add("gate branch in mul")
+        return ["adaptive_avgpool2d(1)", {self.name("module", owner.modules): f"conv2d({target}, 1)"},
+                self.pick(["sigmoid", "hardsigmoid"])], (target, 1, 1)
 
     def branch(self, owner: _Owner, shape, kind: str, target, reduce, depth: int, first: bool):
         flat = len(shape) == 1
+        if kind == "mul" and not first and not flat and reduce is None and self.chance(40):
+            return self.gate(owner, shape, target)
         if reduce is None and (kind == "concat" or target == shape[0]) and self.chance(25):
             self.features.add(f"identity branch in {kind}")
             return [], shape
@@ -502,14 +602,14 @@ class _Gen:
             call = self.call(op, values, owner, {"kernel_size": "size", "stride": "size", "padding": "size"})
             items.append({self.name("module", owner.modules): call} if op == "conv2d" or self.chance(40) else call)
             self.features.add("downsampling branches")
-        if first and kind == "add" and not flat and self.chance(40):  # torchvision's relu at a branch's head
+        if first and kind != "concat" and not flat and self.chance(40):  # torchvision's relu at a branch's head
             items.append("relu" if self.chance(50) else {self.name("module", owner.modules): "relu"})
             self.features.add("relu first in a branch")
         more, cur = self.items(owner, cur, "keep_hw" if not flat else "any", self.d(st.integers(0, 2)), depth)
         items += more
         if len(cur) != len(shape):
             return None
-        if kind == "add" and cur[0] != target:
+        if kind != "concat" and cur[0] != target:
             op = "linear" if flat else "conv2d"
             values = {"out_features": target} if flat else {"out_channels": target, "kernel_size": 1}
             call = self.call(op, values, owner, {"kernel_size": "size"})
@@ -524,14 +624,14 @@ class _Gen:
         if form == "sequential" and all(isinstance(i, str) or (len(i) == 1 and isinstance(next(iter(i.values())), str))
                                         for i in items) and not any(isinstance(i, dict) and "if" in i for i in items):
             entries = [i if isinstance(i, str) else next(iter(i.values())) for i in items]
-            if all(e.split("(")[0] != "scale" for e in entries):
+            if all(e.split("(")[0] not in (*self.FUNCTION_ONLY, "parameter") for e in entries):
                 self.features.add("Sequential branch")
                 return {self.name("module", owner.modules): entries}, cur
         return items, cur
 
     # -- nn.Sequential --
     def sequential_item(self, owner: _Owner, shape, mode: str, depth: int):
-        entries, result = self.entries(owner, shape, mode, depth, self.d(st.integers(1, 3)))
+        entries, result = self.entries(owner, shape, mode, depth, self.d(st.integers(1, 4)))
         if not entries or not _fits(mode, shape, result):
             return None
         self.features.add("Sequential")
@@ -565,7 +665,8 @@ class _Gen:
                     cur = got[1]
                     self.features.add("block in a Sequential")
                 continue
-            op = self.pick([o for o in (self.MAP_OPS if len(cur) == 3 else self.FLAT_OPS) if o != "scale"])
+            op = self.pick_focus([o for o in (self.MAP_OPS if len(cur) == 3 else self.FLAT_OPS)
+                                  if o not in self.FUNCTION_ONLY and o != "parameter"])
             got = self.op_call(op, owner, cur, mode)
             if got is not None:
                 out.append(got[0])
@@ -637,16 +738,19 @@ def cases(draw, hostile: int = 15) -> Case:
     """A random valid spec from the whole language (see the module docstring). Half the specs have
     plain names only; in the others ``hostile`` percent of the names come from the hostile pool."""
     g = _Gen(draw, hostile if draw(st.booleans()) else 0)
+    g.focus = draw(st.sampled_from(sorted({*OPS} - {"input", "split"})))
     model = _Owner("model")
     g.literal_convs = g.chance(25)
     c, h, w = draw(st.integers(1, 4)), draw(st.integers(5, 11)), draw(st.integers(5, 11))
     num_classes = draw(st.integers(1, 6))
     top = _Top(g, model)
     shape = top.add((c, h, w), draw(st.integers(1, 4)))
-    if len(shape) == 3 and g.chance(35):  # a flat part: every op that takes (F,), merges included
+    shape = _focus(g, top, shape)
+    if len(shape) == 3 and (g.chance(35) or g.focus in ("linear", "layernorm")):  # a flat part: ops on (F,), merges
         shape = top.put("flatten" if g.chance(50) else {g.name("module", model.modules): "flatten"}, shape,
                         (math.prod(shape),))
         shape = top.add(shape, draw(st.integers(1, 3)))
+        shape = _focus(g, top, shape)
     if len(shape) == 3 and g.chance(70):  # a classifier head
         if g.chance(60):
             pool, out = g.op_call("adaptive_avgpool2d", model, shape, "any")
@@ -702,6 +806,32 @@ def cases(draw, hostile: int = 15) -> Case:
     return Case(files, main, g.names, g.features)
 
 
+def _focus(g: _Gen, top, shape):
+    """The case's focus op in each of its forms (named, functional, an nn.Sequential entry) where
+    it fits the shape, so that a few hundred cases draw every op of the catalog in every form."""
+    op = g.focus
+    if op not in USER_OPS:
+        return shape
+    spec = OPS[op]
+    forms = [f for f, ok in (("named", spec.module is not None), ("function", spec.function is not None
+                                                                   and op not in g.STATEFUL),
+                             ("sequential", spec.module is not None and not spec.parameter)) if ok]
+    for form in forms:
+        got = g.op_call(op, top.model, shape, "any")
+        if got is None:
+            continue
+        call, out = got
+        g.features.add(op)
+        if form == "function":
+            g.features.add("functional op")
+            item = call
+        else:
+            g.features.add("named op" if form == "named" else f"{op} in a Sequential")
+            item = {g.name("module", top.model.modules): call if form == "named" else [call]}
+        shape = top.put(item, shape, out)
+    return shape
+
+
 class _Top:
     """The model's layers, and for each its name (None: anonymous or a merge), in and out shapes and
     whether it has ``if:`` (for aux heads and edits, which address named top-level layers)."""
@@ -712,7 +842,7 @@ class _Top:
         self.tops: list = []
 
     def put(self, item, before, after):
-        named = isinstance(item, dict) and not ({"concat", "add"} & set(item))
+        named = isinstance(item, dict) and not ({"concat", "add", "mul"} & set(item))
         self.tops.append((next(iter(item)) if named else None, tuple(before), tuple(after),
                           named and "if" in item))
         self.layers.append(item)
@@ -828,12 +958,13 @@ def _variant(g: _Gen, model: _Owner, parent: dict, tops: list):
         i, (ph, before, after, cond) = g.pick(list(enumerate(tops)))
         if ph is None or ph in refs or ph in touched or before is None:
             continue
-        kind = g.pick(["remove", "replace", "after", "before"])
+        # a parent with transforms keeps its layers: removing its only convolution leaves nothing to rewrite
+        kind = g.pick(["after", "before"] if parent.get("transforms") else ["remove", "replace", "after", "before"])
         if kind in ("remove", "replace") and tuple(before) != tuple(after):
             kind = "after"
         at = after if kind == "after" else before
         new, _ = g.items(model, at, "neutral", g.d(st.integers(1, 2)), 2)
-        new = [n for n in new if not (isinstance(n, dict) and any(k in ("concat", "add") for k in n))]
+        new = [n for n in new if not (isinstance(n, dict) and any(k in ("concat", "add", "mul") for k in n))]
         if kind == "remove":
             edits.append({"remove": ph})
         elif not new:

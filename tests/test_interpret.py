@@ -30,6 +30,29 @@ layers:
       - []
       - identity
       - scale(0.5)
+  - mul:
+      - relu6
+      - leaky_relu(0.1)
+      - elu
+      - gelu(approximate='tanh')
+  - concat:
+      - [silu, mish]
+      - [sigmoid, tanh]
+      - [hardswish, hardsigmoid, 'hardtanh(-2.0, 2.0)']
+      - []
+    split: [6, 6, 6, 6]
+  - channel_shuffle(2)
+  - ln2d: layernorm2d
+  - gn: groupnorm(4)
+  - ls: parameter((24, 1, 1), init=0.5)
+  - sd: stochastic_depth(0.2)
+  - permute((0, 2, 3, 1))
+  - ln: layernorm
+  - mlp: linear(8)
+  - permute((0, 3, 1, 2))
+  - reshape((8, -1))
+  - softmax(-1)
+  - reshape((8, 9, 9))
   - pool: adaptive_maxpool2d(4)
   - adaptive_avgpool2d(2)
   - flatten
@@ -118,7 +141,7 @@ def test_dropout_masks_are_explicit_and_seeded(tmp_path):
     assert torch.equal(a, b) and not torch.equal(a, other)
     kept = a != 0
     assert torch.allclose(a[kept], x[kept] / 0.75) and 0 < kept.sum().item() < 120
-    with pytest.raises(InterpretError, match="no dropout mask for drop"):
+    with pytest.raises(InterpretError, match="no mask for dropout drop"):
         run(c, {}, x, training=True, masks={})
 
 

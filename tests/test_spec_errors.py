@@ -12,8 +12,10 @@ import pytest
 from conftest import run_cli
 
 B = "tests/specs/broken"
-KNOWN_OPS = ("adaptive_avgpool2d, adaptive_maxpool2d, avgpool2d, batchnorm2d, conv2d, dropout, flatten, identity, "
-             "linear, local_response_norm, maxpool2d, relu, scale")
+KNOWN_OPS = ("adaptive_avgpool2d, adaptive_maxpool2d, avgpool2d, batchnorm2d, channel_shuffle, conv2d, dropout, elu, "
+             "flatten, gelu, groupnorm, hardsigmoid, hardswish, hardtanh, identity, layernorm, layernorm2d, leaky_relu, "
+             "linear, local_response_norm, maxpool2d, mish, parameter, permute, relu, relu6, reshape, scale, sigmoid, "
+             "silu, softmax, stochastic_depth, tanh")
 
 # file -> "line:col: error: message" of its first (or only) error; the file is the spec itself unless noted.
 CASES = {
@@ -67,7 +69,8 @@ CASES = {
     "concat_spatial": "10:9: error: concat in inception4a: branch1 gives 28x28, branch3 gives 26x26",
     "add_channels": "10:9: error: add in layer1: conv1 gives 16 channels, branch 2 (identity) gives 8",
     "kernel_too_large": "10:12: error: conv2: conv2d kernel 5x5 is larger than the padded input 1x1",
-    "linear_no_flatten": "8:9: error: fc: linear needs a flat input, got 8 x 1 x 1; add flatten before it",
+    "linear_no_flatten": "8:9: error: fc: linear needs a flat or channels-last input, got the feature map 8 x 1 x 1; "
+                         "add flatten before it (or permute((0, 2, 3, 1)) before it for a linear over channels)",
     "pool_padding": "6:11: error: pool: maxpool2d padding 2 must be at most half the kernel size 3",
     "groups_mismatch": "6:11: error: conv: conv2d groups=2 must divide in_channels 3 and out_channels 8",
     "dropout_range": "7:14: error: dropout: dropout probability must be between 0 and 1, got 1.5",
@@ -181,7 +184,8 @@ def test_expansion_errors_are_reported_together():
     assert msgs == [
         f"{B}/several_expand_errors.yaml:7:12: error: conv2d has no argument 'pad' "
         "(expected out_channels, kernel_size, stride, padding, dilation, groups, bias)",
-        f"{B}/several_expand_errors.yaml:8:10: error: unknown op or block 'gelu' (known: {KNOWN_OPS})",
+        f"{B}/several_expand_errors.yaml:8:10: error: unknown op or block 'gelus' (known: {KNOWN_OPS}); "
+        "did you mean 'gelu'?",
         f"{B}/several_expand_errors.yaml:9:12: error: conv2d is missing required argument 'kernel_size'",
     ]
 

@@ -36,7 +36,7 @@ ALLOWED = {
     "transforms": {"errors", "exprs", "load", "ops", "text", "validate"},
     "expand": {"errors", "exprs", "ops", "validate"},
     "lower": {"expand", "graph"},
-    "lint": {"errors", "exprs", "graph"},
+    "lint": {"errors", "exprs", "graph", "ops"},
     "analyse": {"errors", "graph", "ops", "text"},
     # what reads the compiled spec
     "report": {"errors", "text"},
@@ -50,7 +50,7 @@ ALLOWED = {
     "pipeline": {"analyse", "diff", "errors", "expand", "generate", "graph", "lint", "load", "lower", "resources",
                  "transforms", "validate"},
     "build": {"deploy", "emit", "errors", "files", "generate", "pipeline"},
-    "verify": {"analyse", "emit", "errors", "interpret"},
+    "verify": {"analyse", "emit", "errors", "interpret", "ops"},
     "cli": {"build", "draw", "errors", "exprs", "files", "pipeline", "report", "resources", "schema", "verify", "version"},
     "__init__": {"deploy", "errors", "generate", "load", "pipeline", "validate", "version"},
     "__main__": {"cli"},

@@ -167,6 +167,10 @@ class _Differ:
         if ua.op != ub.op:
             self.emit("changed", f"merge {ua.op} -> {ub.op}", f"merge {ua.op} -> {ub.op}", [ua], [ub],
                       attrs=[("merge", ua.op, ub.op)])
+        split_a, split_b = ua.args.get("split"), ub.args.get("split")
+        if split_a != split_b:  # which chunk of the channels each branch reads
+            text = f"{ub.op} split: {_split_words(split_a)} -> {_split_words(split_b)}"
+            self.emit("changed", text, text, [ua], [ub], 0, 0, attrs=[("split", split_a, split_b)])  # costs: the branches
         if len(ua.branches) == len(ub.branches):
             pairs = list(zip(ua.branches, ub.branches))
         else:
@@ -241,6 +245,11 @@ class _Differ:
                     self.changes[i] = Change("renamed", "(same structure)", "(same structure)", c.a, d.b, d.part, 0, 0)
                     break
         self.changes = [c for c in self.changes if id(c) not in taken]
+
+
+def _split_words(split) -> str:
+    """A merge's ``split:`` as a spec writes it: ``2``, ``[16, 48]``, ``none``."""
+    return "none" if split is None else str(list(split) if isinstance(split, tuple) else split)
 
 
 def _facets(ua: Unit, ub: Unit) -> list:

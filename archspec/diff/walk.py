@@ -55,7 +55,8 @@ class _Side:
                 out.append(Unit("func", step.node.name, step.op, step.attrs, step.node, owner.part, named=False))
             elif isinstance(step, Merge):
                 branches = [self._steps(owner, br) for br in step.branches]
-                out.append(Unit("merge", step.node.name, step.kind, {}, step.node, owner.part, named=False,
+                split = tuple(n.meta["shape"][0] for n in step.chunks) if step.split is not None else None
+                out.append(Unit("merge", step.node.name, step.kind, {"split": split}, step.node, owner.part, named=False,
                                 branches=branches, labels=list(step.labels)))
         return out
 
@@ -120,7 +121,7 @@ class _Side:
         if isinstance(step, Func):
             return ("f", step.op, _frozen(step.attrs))
         if isinstance(step, Merge):
-            return ("m", step.kind, tuple(tuple(self._step_sig(s) for s in br) for br in step.branches))
+            return ("m", step.kind, tuple(n.meta["shape"][0] for n in step.chunks), tuple(tuple(self._step_sig(s) for s in br) for br in step.branches))
         return ("absent",)
 
     def unit_sig(self, u: Unit):
@@ -128,7 +129,7 @@ class _Side:
             return self.sig(u.module)
         if u.kind == "func":
             return ("f", u.op, _frozen(u.args))
-        return ("m", u.op, tuple(tuple(self.unit_sig(x) for x in br) for br in u.branches))
+        return ("m", u.op, u.args.get("split"), tuple(tuple(self.unit_sig(x) for x in br) for br in u.branches))
 
     # --- words ---
     def text(self, u: Unit) -> str:
