@@ -27,6 +27,7 @@ from .emit import (TRAINING_IMPORTS, Namespace, attribute_names, check_module_na
 from .errors import GenerateError, Loc
 from .expand import Absent, Apply, Func, Merge
 from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
+from .lower import nodes_by_item
 from .ops import OPS
 from .text import dims, shape_comment
 from .validate import CallItem, MergeItem, NamedItem, RepeatItem
@@ -100,7 +101,7 @@ class _Generator:
             self.outputs_class = new_class(self.files, f"{self.model_class}Outputs", "the outputs namedtuple")
         self.fields = self.output_fields()
         self.in_place = in_place_nodes(self.g)
-        self.nodes_of = _nodes_by_item(compiled.expanded.model, self.g)
+        self.nodes_of = nodes_by_item(compiled.expanded.model, self.g)
         self.aux_locals: dict = {}  # aux head -> the local of forward holding its output
 
     def outputs_type(self):
@@ -581,31 +582,6 @@ def _module_names(items: list):
         elif isinstance(item, MergeItem):
             for branch in item.branches:
                 yield from _module_names(branch)
-
-
-def _nodes_by_item(model, graph) -> dict:
-    """id(spec item) -> the graph nodes its op became, in every instance of its block and every
-    repetition of a repeat; None among them where it follows a module whose ``if:`` is false (its
-    input is then that module's input, which another configuration of the arguments would not share)."""
-    out: dict = {}
-    for module in model.walk():
-        if module.kind == "op":
-            out.setdefault(id(module.item), []).append(graph.node(module.path))
-        _step_nodes(module.body, out)
-    return out
-
-
-def _step_nodes(steps: list, out: dict) -> None:
-    after_absent = False
-    for step in steps:
-        if isinstance(step, Func):
-            out.setdefault(id(step.item), []).append(None if after_absent else step.node)
-        elif isinstance(step, Merge):
-            for branch in step.branches:
-                _step_nodes(branch, out)
-        elif isinstance(step, Apply) and after_absent and step.module.kind == "op":
-            out.setdefault(id(step.module.item), []).append(None)
-        after_absent = isinstance(step, Absent)
 
 
 def _paired(items: list, steps: list | None):

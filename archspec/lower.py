@@ -4,7 +4,7 @@ primitive op, added in forward order: every node after its inputs.
 Edges are tensors. Each node records its op, attributes, module path, the module it belongs to,
 the part it belongs to (``main`` or an aux head's name), its source location and its ordered
 inputs (concat order matters). A functional op or merge step of the module tree gets its node as
-``step.node``. ``graph.modules`` maps every module path to its ``Span`` (the nodes that enter and
+``step.node``; ``nodes_by_item`` gives the nodes each spec item became. ``graph.modules`` maps every module path to its ``Span`` (the nodes that enter and
 leave it), which is how analysis reports per-module shapes and how aux heads find the tensor they
 read.
 """
@@ -78,3 +78,28 @@ def lower(expanded: Expanded) -> Graph:
         modules = g.modules
         g.modules = {m.path: modules[m.path] for m in model.walk() if m.path in modules}
     return g
+
+
+def nodes_by_item(model, graph) -> dict:
+    """id(spec item) -> the graph nodes its op became, in every instance of its block and every
+    repetition of a repeat; None among them where it follows a module whose ``if:`` is false (its
+    input is then that module's input, which another configuration of the arguments would not share)."""
+    out: dict = {}
+    for module in model.walk():
+        if module.kind == "op":
+            out.setdefault(id(module.item), []).append(graph.node(module.path))
+        _step_nodes(module.body, out)
+    return out
+
+
+def _step_nodes(steps: list, out: dict) -> None:
+    after_absent = False
+    for step in steps:
+        if isinstance(step, Func):
+            out.setdefault(id(step.item), []).append(None if after_absent else step.node)
+        elif isinstance(step, Merge):
+            for branch in step.branches:
+                _step_nodes(branch, out)
+        elif isinstance(step, Apply) and after_absent and step.module.kind == "op":
+            out.setdefault(id(step.module.item), []).append(None)
+        after_absent = isinstance(step, Absent)

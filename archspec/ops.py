@@ -7,7 +7,10 @@ it is written in PyTorch (as a module and as a function, and any class the gener
 for it: ``helper``), and what the code generators must know about its output (``fresh``: may be
 overwritten in place; ``layout``: a channels-first map or not; ``eval_identity``, ``random``).
 Analysis, code generation, the interpreter and diff all dispatch through ``OPS``; adding an op
-touches only this file and its rule in archspec/interpret.py.
+touches only this file and its rule in archspec/interpret.py. An entry also says what the op costs
+in memory and arithmetic as PyTorch runs it (``memory``, ``flops``): see the memory rules below and
+archspec/memory.py; an op without a memory rule is refused by ``check --batch``, never counted as
+nothing.
 
 Shapes exclude the batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` after flatten.
 Dimension indices (``permute``, ``softmax``) are PyTorch's, the batch being dim 0.
@@ -72,6 +75,8 @@ class Op:
     eval_identity: bool = False  # computes nothing in eval (the deploy build removes it)
     random: bool = False  # draws from the random generator in training (verify records what it drew)
     internal: bool = False  # made by lowering (a merge's split), never written in a spec
+    memory: Callable | None = None  # (MemCtx) -> (forward program, backward program or None), or None; see _mem_*
+    flops: Callable = lambda i, o, a: 0  # (input shapes, output shape, attrs) -> floating-point operations per sample
     doc: str = ""
 
     def validate(self, attrs: dict) -> None:
@@ -259,6 +264,11 @@ def _linear_macs(i, o, a):
     return math.prod(o) * i[-1]  # every output element is one dot product over the last dimension
 
 
+def _window_flops(i, o, a):
+    k = pair(a["kernel_size"])
+    return math.prod(o) * k[0] * k[1]  # one comparison or addition per window element
+
+
 def _spatial_attrs(a):
     k = pair(a["kernel_size"])
     s = pair(a["stride"] if a.get("stride") is not None else a["kernel_size"])
@@ -296,6 +306,208 @@ def _probability(what):
         if not 0.0 <= a["p"] <= 1.0:
             raise OpAttrError(f"{what} probability must be between 0 and 1, got {a['p']!r}")
     return check
+
+
+# --- memory rules -----------------------------------------------------------------------------
+# What an op allocates as PyTorch runs it, what autograd keeps for its backward and what the
+# backward allocates: two short programs that archspec/memory.py executes with reference counts
+# (docs/cli.md, "Memory", states every convention). Tags name tensors: x0, x1, ... are the op's
+# inputs (borrowed from the caller), g is the gradient that reaches the op in backward, anything
+# else is a tensor the program allocates or, in backward, one the forward program kept. The facts
+# are torch 2.13's on the CPU, found by measurement (tests/test_memory.py is the oracle).
+
+
+@dataclass(frozen=True)
+class MemCtx:
+    """What a memory rule sees about one op call."""
+
+    ins: tuple  # input shapes, without the batch
+    out: tuple  # output shape
+    attrs: dict
+    n: int  # batch size
+    isz: int  # bytes per element of activations (the model's dtype)
+    train: bool = False  # the module's mode (BatchNorm and dropout differ)
+    needs: tuple = ()  # per input: whether autograd computes its gradient
+    params: tuple = ()  # bytes of each parameter tensor, in state_dict order
+    inplace: bool = False  # a ReLU the generated code writes in place
+
+    def bytes(self, shape, isz: int | None = None) -> int:
+        return self.n * math.prod(shape) * (isz or self.isz)
+
+
+def k(*allocs) -> tuple:
+    """One PyTorch call that allocates these (tag, bytes) tensors; memory is measured after it."""
+    return ("k", *allocs)
+
+
+def keep(*tags) -> tuple:
+    """Autograd keeps these tensors for backward (training only; in eval they die with the op)."""
+    return ("keep", *tags)
+
+
+def drop(*tags) -> tuple:
+    """These tensors die here (Python rebinds or discards them; a node releases what it kept)."""
+    return ("drop", *tags)
+
+
+def ret(tag: str) -> tuple:
+    """The op's result: a tensor it allocated, or an input (in place, or a view of it)."""
+    return ("ret", tag)
+
+
+def grad(i: int, tag: str, how: str = "own") -> tuple:
+    """The gradient of input i: a tensor the backward allocated (own), the incoming gradient
+    itself (pass), a view of it (view) or a channel slice of it (slice, dense only at batch 1)."""
+    return ("grad", i, tag, how)
+
+
+def done(*tags) -> tuple:
+    """An autograd node ends: the gradient it received and what it kept are released (these
+    tags; all when none are named), then the gradients given by ``grad`` reach their nodes."""
+    return ("done", *tags)
+
+
+def pgrad(*tags) -> tuple:
+    """These allocations become parameter gradients (.grad), kept after backward."""
+    return ("pgrad", *tags)
+
+
+def _mem_new(saves=("x0",)):
+    """A call with one new result (pooling, scaling); backward allocates the input's gradient."""
+    def rule(m):
+        fwd = (k(("out", m.bytes(m.out))), keep(*saves), ret("out"))
+        return fwd, (k(("gx", m.bytes(m.ins[0]))), grad(0, "gx"), done())
+    return rule
+
+
+def _mem_indexed(m):
+    """Max pooling also returns int64 indices (on the CPU even in eval, where they die at once)."""
+    fwd = (k(("out", m.bytes(m.out)), ("idx", m.bytes(m.out, 8))), keep("x0", "idx"), ret("out"))
+    return fwd, (k(("gx", m.bytes(m.ins[0]))), grad(0, "gx"), done())
+
+
+def _mem_adaptive_avg(m):
+    """Output 1x1 is a mean over H, W, which keeps nothing; other sizes keep the input."""
+    return _mem_new(() if tuple(pair(m.attrs["output_size"])) == (1, 1) else ("x0",))(m)
+
+
+def _input_grad(m) -> list:
+    return [("gx", m.bytes(m.ins[0]))] if m.needs[0] else []
+
+
+def _grad0(m) -> list:
+    return [grad(0, "gx")] if m.needs[0] else []
+
+
+def _param_tags(m) -> list:
+    return [f"p{j}" for j in range(len(m.params))]
+
+
+def _mem_conv(m):
+    """convolution keeps its input (and the weight); one backward call makes every gradient."""
+    fwd = (k(("out", m.bytes(m.out))), keep("x0"), ret("out"))
+    tags = _param_tags(m)
+    bwd = (k(*_input_grad(m), *zip(tags, m.params)), *_grad0(m), pgrad(*tags), done())
+    return fwd, bwd
+
+
+def _mem_linear(m):
+    """addmm (mm without bias) keeps its input; backward: input grad, weight grad, bias grad (a sum).
+    A linear over the last dimension of a larger tensor runs other calls: no rule for it yet."""
+    if len(m.ins[0]) != 1:
+        return None
+    fwd = (k(("out", m.bytes(m.out))), keep("x0"), ret("out"))
+    tags = _param_tags(m)
+    bwd = (*([k(*_input_grad(m))] if m.needs[0] else []), *(k((t, b)) for t, b in zip(tags, m.params)), *_grad0(m),
+           pgrad(*tags), done())
+    return fwd, bwd
+
+
+def _mem_bn(m):
+    """Training (or no running statistics) normalises with batch statistics and returns them:
+    mean and inverse std, C elements each, kept for backward with the input."""
+    c = m.ins[0][0]
+    out = ("out", m.bytes(m.out))
+    if m.train or not m.attrs["track_running_stats"]:
+        fwd = (k(out, ("mean", c * m.isz), ("invstd", c * m.isz)), keep("x0", "mean", "invstd"), ret("out"))
+    else:
+        fwd = (k(out), keep("x0"), ret("out"))
+    tags = _param_tags(m)
+    bwd = (k(*_input_grad(m), *zip(tags, m.params)), *_grad0(m), pgrad(*tags), done())
+    return fwd, bwd
+
+
+def _mem_relu(m):
+    """ReLU keeps its result: in place that is its input's storage, so it allocates nothing."""
+    fwd = (keep("x0"), ret("x0")) if m.inplace else (k(("out", m.bytes(m.out))), keep("out"), ret("out"))
+    return fwd, (k(("gx", m.bytes(m.ins[0]))), grad(0, "gx"), done())
+
+
+def _mem_dropout(m):
+    """Eval (or p=0) returns the input itself. Training on the CPU draws a noise tensor of the
+    input's size and dtype and multiplies (CUDA's fused kernel keeps a bool mask instead)."""
+    p = m.attrs["p"]
+    if not m.train or p == 0:
+        return (ret("x0"),), None
+    noise = ("noise", m.isz) if p == 1 else ("noise", m.bytes(m.ins[0]))  # p=1: a 0-dim zero
+    fwd = (k(noise), k(("out", m.bytes(m.out))), keep("noise"), ret("out"))
+    return fwd, (k(("gx", m.bytes(m.ins[0]))), grad(0, "gx"), done())
+
+
+def _mem_flatten(m):
+    """A view of the input (a flat input is returned itself)."""
+    if len(m.ins[0]) == 1:
+        return (ret("x0"),), None
+    return (ret("x0"),), (grad(0, "g", "view"), done())
+
+
+def _mem_identity(m):
+    return (ret("x0"),), None
+
+
+def _mem_concat(m):
+    """cat keeps nothing; its backward hands each input a slice of the gradient."""
+    fwd = (k(("out", m.bytes(m.out))), ret("out"))
+    return fwd, (*(grad(i, "g", "slice") for i in range(len(m.ins)) if m.needs[i]), done())
+
+
+def _mem_add(m):
+    """a + b + c is two calls, the first result a temporary; backward passes the gradient itself
+    to every input (last input first, as autograd reaches them)."""
+    fwd, prev = [], None
+    for j in range(1, len(m.ins)):
+        tag = "out" if j == len(m.ins) - 1 else f"t{j}"
+        fwd.append(k((tag, m.bytes(m.out))))
+        if prev:
+            fwd.append(drop(prev))
+        prev = tag
+    fwd.append(ret("out"))
+    order = list(range(len(m.ins) - 1, 1, -1)) + [0, 1]
+    return tuple(fwd), (*(grad(i, "g", "pass") for i in order if m.needs[i]), done())
+
+
+def _mem_lrn(m):
+    """F.local_response_norm is composite: x*x, pad, avg_pool3d, *alpha, +k, **beta, x / that.
+    Each step is a call with its own result; autograd keeps the padded square, the sum before
+    the power, the divisor and the input."""
+    b = m.bytes(m.ins[0])
+    c, h, w = m.ins[0]
+    padded = m.bytes((c + m.attrs["size"] - 1, h, w))
+    fwd = (k(("sq", b)), k(("pad", padded)), drop("sq"), k(("pool", b)), keep("pad"), drop("pad"),
+           k(("scaled", b)), k(("base", b)), drop("scaled"), k(("div", b)), keep("base"), drop("base", "pool"),
+           k(("out", b)), keep("x0", "div"), drop("div"), ret("out"))
+    bwd = (
+        # x / div: the divisor's gradient, -g * ((x / div) / div), then the input's, g / div
+        k(("q1", b)), k(("q2", b)), k(("neg", b)), k(("gdiv", b)), drop("q1", "q2", "neg"), k(("gx1", b)),
+        grad(0, "gx1"), done("g", "div"),
+        # base ** beta: g * (beta * base ** (beta - 1))
+        k(("pw", b)), k(("ps", b)), k(("gbase", b)), drop("pw", "ps"), done("gdiv", "base"),
+        k(("gpool", b)), done("gbase"),  # (+ k passes it on; * alpha makes a new one)
+        k(("gpad", padded)), done("gpool", "pad"),  # avg_pool3d
+        k(("gsq", b)), done("gpad"),  # un-padding copies
+        k(("gx2", b)), k(("gx3", b)), grad(0, "gx2"), grad(0, "gx3"), done("gsq", "x0"),  # x * x
+    )
+    return fwd, bwd
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -348,37 +560,43 @@ _register(Op(
      Attr("dilation", "size", 1), Attr("groups", "int", 1), Attr("bias", "bool", True)),
     _conv_shape, _conv_tensors, macs=_conv_macs, counted=True, weight_layer=True, stateful=True,
     spatial=_spatial_attrs, module=_mod("Conv2d", positional=("out_channels",)), layout="map",
-    inferred="in_channels", out_attr="out_channels",
+    inferred="in_channels", out_attr="out_channels", memory=_mem_conv, flops=lambda i, o, a: 2 * _conv_macs(i[0], o, a),
     doc="2-D convolution; in_channels comes from the input"))
 _register(Op(
     "batchnorm2d",
     (Attr("eps", "float", 1e-5), Attr("momentum", "float", 0.1), Attr("affine", "bool", True),
      Attr("track_running_stats", "bool", True)),
     _bn_shape, _bn_tensors, stateful=True, module=_mod("BatchNorm2d"), inferred="num_features", layout="map",
-    check=_norm_check("batchnorm2d", momentum=True),
+    check=_norm_check("batchnorm2d", momentum=True), memory=_mem_bn,
+    flops=lambda i, o, a: 2 * math.prod(o),  # eval: a scale and a shift per element
     doc="batch normalisation over channels; num_features comes from the input"))
 _register(Op("relu", (), _same, module=lambda i, e, op, inplace=True: "nn.ReLU(inplace=True)" if inplace else "nn.ReLU()",
              function=lambda x, e, op, inplace=True: f"F.relu({x}, inplace=True)" if inplace else f"F.relu({x})",
              in_place=True, fresh=False,  # relu's backward reads its output
+             memory=_mem_relu, flops=lambda i, o, a: math.prod(o),
              doc="rectified linear unit (in place where the input is not shared)"))
 _register(Op(
     "maxpool2d", (*_POOL_ATTRS, Attr("dilation", "size", 1), Attr("ceil_mode", "bool", False)),
     _pool_shape("maxpool2d"), spatial=_spatial_attrs, layout="map",
     module=_mod("MaxPool2d", positional=("kernel_size",), inferred=False),
-    function=_fn("F.max_pool2d", positional=("kernel_size",)), doc="max pooling (pads with -inf)"))
+    function=_fn("F.max_pool2d", positional=("kernel_size",)), memory=_mem_indexed, flops=_window_flops,
+    doc="max pooling (pads with -inf)"))
 _register(Op(
     "avgpool2d", (*_POOL_ATTRS, Attr("ceil_mode", "bool", False), Attr("count_include_pad", "bool", True)),
     _pool_shape("avgpool2d"), spatial=_spatial_attrs, layout="map",
     module=_mod("AvgPool2d", positional=("kernel_size",), inferred=False),
-    function=_fn("F.avg_pool2d", positional=("kernel_size",)), doc="average pooling"))
+    function=_fn("F.avg_pool2d", positional=("kernel_size",)), memory=_mem_new(), flops=_window_flops,
+    doc="average pooling"))
 _register(Op(
     "adaptive_avgpool2d", (Attr("output_size", "size"),), _adaptive_shape, layout="map",
     module=_mod("AdaptiveAvgPool2d", positional=("output_size",), inferred=False),
-    function=_fn("F.adaptive_avg_pool2d", positional=("output_size",)), doc="adaptive average pooling"))
+    function=_fn("F.adaptive_avg_pool2d", positional=("output_size",)), memory=_mem_adaptive_avg,
+    flops=lambda i, o, a: math.prod(i[0]), doc="adaptive average pooling"))
 _register(Op(
     "adaptive_maxpool2d", (Attr("output_size", "size"),), _adaptive_shape, layout="map",
     module=_mod("AdaptiveMaxPool2d", positional=("output_size",), inferred=False),
-    function=_fn("F.adaptive_max_pool2d", positional=("output_size",)), doc="adaptive max pooling"))
+    function=_fn("F.adaptive_max_pool2d", positional=("output_size",)), memory=_mem_indexed,
+    flops=lambda i, o, a: math.prod(i[0]), doc="adaptive max pooling"))
 _register(Op(
     "linear", (Attr("out_features", "int"), Attr("bias", "bool", True)), _linear_shape, _linear_tensors,
     macs=_linear_macs, counted=True, weight_layer=True, stateful=True,
@@ -386,26 +604,28 @@ _register(Op(
     inferred_dim=-1, layout="other",
     on_map="linear needs a flat or channels-last input, got the feature map {shape}; add flatten before it "
            "(or permute((0, 2, 3, 1)) before it for a linear over channels)",
+    memory=_mem_linear, flops=lambda i, o, a: 2 * _linear_macs(i[0], o, a),
     doc="fully connected layer over the last dimension; in_features comes from the input"))
 _register(Op(
     "dropout", (Attr("p", "float", 0.5),), _dropout_shape, stateful=True, eval_identity=True, random=True,
     module=_mod("Dropout", inferred=False, positional=("p",)), fresh=False,  # the input itself in eval
-    doc="dropout (active in training only)"))
+    memory=_mem_dropout, doc="dropout (active in training only)"))
 _register(Op(
     "flatten", (Attr("start_dim", "int", 1),), _flatten_shape,
     module=lambda i, e, op, inplace=True: "nn.Flatten(1)", function=lambda x, e, op, inplace=True: f"torch.flatten({x}, 1)",
     opaque_out=True, fresh=False, layout="other",  # a view of its input
-    doc="flatten all but the batch dimension"))
+    memory=_mem_flatten, doc="flatten all but the batch dimension"))
 _register(Op(
     "local_response_norm",
     (Attr("size", "int"), Attr("alpha", "float", 1e-4), Attr("beta", "float", 0.75), Attr("k", "float", 1.0)),
     _lrn_shape, module=_mod("LocalResponseNorm", positional=("size",), inferred=False), layout="map",
-    check=_lrn_check,
+    check=_lrn_check, memory=_mem_lrn, flops=lambda i, o, a: (a["size"] + 6) * math.prod(o),
     function=_fn("F.local_response_norm", positional=("size",)), doc="local response normalisation across channels"))
 _register(Op("identity", (), _same, module=lambda i, e, op, inplace=True: "nn.Identity()", eval_identity=True,
-             function=lambda x, e, op, inplace=True: x, fresh=False,
+             function=lambda x, e, op, inplace=True: x, fresh=False, memory=_mem_identity,
              doc="passes its input through"))
 _register(Op("scale", (Attr("factor", "float"),), _same, function=lambda x, e, op, inplace=True: f"{x} * {e['factor']}",
+             memory=_mem_new(()), flops=lambda i, o, a: math.prod(o),
              doc="multiplies by a constant (residual scaling in Inception-ResNet)"))
 # --- activations, normalisation, layout and stochastic ops (issue 11) --------------------------
 # Elementwise ops, norms, layout ops and stochastic depth count 0 MACs (torchvision's _ops).
@@ -707,8 +927,9 @@ def _split_shape(ins, a):
     return (_split_sizes(a, shape[0])[a["index"]], *shape[1:])
 
 
-_register(Op("concat", (), _concat_shape, merge=True, doc="concatenation along channels"))
-_register(Op("add", (), _add_shape, merge=True, doc="element-wise sum"))
+_register(Op("concat", (), _concat_shape, merge=True, memory=_mem_concat, doc="concatenation along channels"))
+_register(Op("add", (), _add_shape, merge=True, memory=_mem_add, flops=lambda i, o, a: (len(i) - 1) * math.prod(o),
+             doc="element-wise sum"))
 _register(Op("mul", (), _mul_shape, merge=True, doc="element-wise product, broadcasting (squeeze-and-excitation)"))
 _register(Op("input", (), lambda ins, a: a["shape"], fresh=False, layout="map", doc="the network input"))
 _register(Op("split", (Attr("split", "ints"), Attr("index", "int")), _split_shape, internal=True, layout="same",

@@ -1,0 +1,592 @@
+"""After analyse, memory: the bytes a network holds at batch N, statically and exactly as torch
+holds them.
+
+``measure(compiled, batch, dtype, optimizer)`` runs the generated module *on paper*: it walks the
+module tree in the order the generated ``forward`` runs (aux heads right after the layer they read,
+as generated code calls them), executes each op's memory rule from the op catalog
+(``Op.memory`` in archspec/ops.py: what the op allocates, what autograd keeps, what its backward
+allocates) and counts references the way CPython and autograd do:
+
+* a tensor dies when its last holder lets go: the op that reads it, the Python variable of the
+  generated ``forward`` that names it (a branch's result stays named until the block returns), the
+  argument of a module call (until the call returns), an autograd node that keeps it for backward;
+* in-place ReLU (where the generated code writes ``inplace=True``: ``emit.in_place_nodes`` in every
+  instance of the item), views (``torch.flatten``) and the identity allocate nothing; ``torch.cat`` allocates its output and keeps its inputs alive only
+  through their variables;
+* backward runs autograd's nodes in reverse creation order; a gradient reaching a tensor that
+  already has one is added in place when the engine holds the only reference to the first one,
+  else into a new tensor (``inplace_accumulation=False`` models a ``TorchDispatchMode`` being
+  active, under which autograd never adds in place); parameter gradients are stolen into ``.grad``;
+* an optimizer step as torch's single-tensor implementations run it (the CPU default).
+
+Everything is counted in bytes of tensor storage at op boundaries (what a ``TorchDispatchMode``
+that tracks storages sees): kernel workspaces, allocator rounding and Python scalars are not. The
+conventions are stated in docs/cli.md ("Memory"); tests/test_memory.py is the torch oracle.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .emit import in_place_nodes
+from .errors import ArchspecError
+from .expand import Absent, Apply, Func, Merge
+from .lower import nodes_by_item
+from .ops import OPS, MemCtx, done, grad, k
+
+DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}
+OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
+INDEX_BYTES = 8  # int64: targets, num_batches_tracked
+STEP_BYTES = 4  # Adam's per-parameter `step`, a float32 scalar whatever the model's dtype
+
+
+class MemoryRuleError(ArchspecError):
+    """An op whose memory archspec does not know (yet): the network cannot be counted."""
+
+    stage = "memory"
+
+
+def _shape(node) -> tuple:
+    """A node's output shape, without the batch (analysis metadata)."""
+    return node.meta["shape"]
+
+
+def _tensors(node) -> tuple:
+    """A node's (name, shape, is_buffer) parameters and buffers (analysis metadata)."""
+    return node.meta.get("tensors", ())
+
+
+@dataclass
+class Memory:
+    """Bytes of one network at a batch size and dtype (docs/cli.md, "Memory")."""
+
+    batch: int
+    dtype: str
+    optimizer: str | None  # None: no training step was measured
+    layers: dict  # node name -> {"output_bytes", "saved_bytes"}
+    modules: dict  # module path -> {"output_bytes", "saved_bytes"}
+    params_bytes: int  # every part (training)
+    params_eval_bytes: int  # the main network (inference)
+    buffers_bytes: int
+    buffers_eval_bytes: int
+    input_bytes: int
+    inference_peak: int  # params_eval + buffers_eval + input + live activations at the worst point
+    inference_peak_at: str
+    grads_bytes: int = 0
+    optimizer_bytes: int = 0
+    saved_bytes: int = 0  # distinct tensors autograd keeps over a training step (loss included)
+    training_peak: int = 0
+    training_peak_at: tuple = ()  # (phase, layer): forward | loss | backward | optimizer
+
+    def to_json(self) -> dict:
+        out = {"batch": self.batch, "dtype": self.dtype, "params_bytes": self.params_bytes,
+               "params_eval_bytes": self.params_eval_bytes, "buffers_bytes": self.buffers_bytes,
+               "buffers_eval_bytes": self.buffers_eval_bytes, "input_bytes": self.input_bytes,
+               "inference_peak_bytes": self.inference_peak, "inference_peak_at": self.inference_peak_at}
+        if self.optimizer is not None:
+            out.update({"optimizer": self.optimizer, "grads_bytes": self.grads_bytes,
+                        "optimizer_bytes": self.optimizer_bytes, "saved_bytes": self.saved_bytes,
+                        "training_peak_bytes": self.training_peak,
+                        "training_peak_at": {"phase": self.training_peak_at[0], "layer": self.training_peak_at[1]}})
+        return out
+
+
+def measure(c, batch: int = 1, dtype: str = "float32", optimizer: str | None = None,
+            inplace_accumulation: bool = True) -> Memory:
+    """Memory of an inference forward and, with an optimizer, of a training step.
+
+    >>> m = measure(compile_spec("specs/resnet18.yaml"), batch=32, optimizer="sgd")   # doctest: +SKIP
+    >>> m.saved_bytes, m.training_peak                                              # doctest: +SKIP
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+    isz = DTYPES[dtype]
+    g = c.graph
+    params, buffers = _tensor_bytes(g, isz, aux=True)
+    params_eval, buffers_eval = _tensor_bytes(g, isz, aux=False)
+    input_bytes = batch * math.prod(g.input_shape) * isz
+
+    ev = _Run(c, batch, isz, train=False)
+    ev.forward()
+    mem = Memory(batch, dtype, optimizer, {}, {}, sum(params), sum(params_eval), sum(buffers), sum(buffers_eval),
+                 input_bytes, sum(params_eval) + sum(buffers_eval) + ev.sim.peak, ev.sim.where[1])
+    kept, size = {}, None  # node -> storages it keeps for backward; storage -> bytes
+    if optimizer is not None:
+        tr = _Run(c, batch, isz, train=True, inplace_accumulation=inplace_accumulation)
+        tr.step(optimizer, params)
+        state = _optimizer_bytes(optimizer, params)
+        mem.grads_bytes, mem.optimizer_bytes = sum(params), state
+        mem.saved_bytes = sum(tr.sim.size[s] for s in tr.kept_ever)
+        mem.training_peak = sum(params) + sum(buffers) + state + tr.sim.peak
+        mem.training_peak_at = tr.sim.where
+        kept, size = tr.kept_by_node, tr.sim.size
+    for node in g:
+        if node.op != "input":
+            mem.layers[node.name] = {"output_bytes": batch * math.prod(_shape(node)) * isz,
+                                     "saved_bytes": sum(size[s] for s in kept.get(node, ())) if size is not None else None}
+    mem.modules = _per_module(g, mem, kept, size)
+    return mem
+
+
+def enclosing(path: str):
+    """A module path and every path that contains it, out to the model ("")."""
+    while True:
+        yield path
+        if not path:
+            return
+        path = path[:path.rfind(".")] if "." in path else ""
+
+
+def rule(node, ctx: MemCtx) -> tuple:
+    """An op's memory programs for one call; MemoryRuleError when the catalog has none for it."""
+    op = OPS[node.op]
+    programs = op.memory(ctx) if op.memory is not None else None
+    if programs is None:
+        raise MemoryRuleError(f"{node.name}: {node.op} has no memory rule yet, so the network's memory and time cannot "
+                              "be counted (docs/cli.md#memory lists the ops that have one)", node.loc, node.name)
+    return programs
+
+
+def _written_in_place(c) -> set:
+    """The nodes the generated code runs in place: its rule (``emit.in_place_nodes``) holds in every
+    instance of the spec item (generate.py's ``runs_in_place``)."""
+    safe = in_place_nodes(c.graph)
+    return {node for nodes in nodes_by_item(c.expanded.model, c.graph).values()
+            if nodes and all(n in safe for n in nodes) for node in nodes}
+
+
+def execution_order(c, train: bool = False) -> list:
+    """The graph's nodes in the order the generated module's forward runs them (aux heads right
+    after the layer they read, in training); a functional identity runs nothing and is left out."""
+    run = _Run(c, 1, 4, train)
+    run.forward()
+    return run.order
+
+
+def _tensor_bytes(g, isz: int, aux: bool) -> tuple:
+    """Bytes of each parameter tensor (model.parameters() order) and of each buffer."""
+    params, buffers = [], []
+    for path, span in g.modules.items():
+        if span.module.kind != "op" or (not aux and span.module.part != "main"):
+            continue
+        for name, shape, is_buffer in _tensors(g.node(path)):
+            if is_buffer:
+                buffers.append(INDEX_BYTES if name == "num_batches_tracked" else math.prod(shape) * isz)
+            else:
+                params.append(math.prod(shape) * isz)
+    return params, buffers
+
+
+def _optimizer_bytes(optimizer: str, params: list) -> int:
+    if optimizer == "sgd":
+        return 0
+    if optimizer == "sgd-momentum":
+        return sum(params)  # momentum_buffer
+    return 2 * sum(params) + STEP_BYTES * len(params)  # exp_avg, exp_avg_sq, step
+
+
+def _per_module(g, mem: Memory, kept: dict, size: dict | None) -> dict:
+    """Per module path: its output's bytes and the distinct tensors its nodes keep for backward."""
+    out = {}
+    storages: dict = {}
+    if size is not None:
+        for node, sids in kept.items():
+            for path in enclosing(node.path):
+                storages.setdefault(path, set()).update(sids)
+    for path, span in g.modules.items():
+        shape = span.output.meta.get("shape") if span.output is not None else None
+        out[path] = {"output_bytes": mem.batch * math.prod(shape) * DTYPES[mem.dtype] if shape is not None else 0,
+                     "saved_bytes": sum(size[s] for s in storages.get(path, ())) if size is not None else None}
+    return out
+
+
+# --- the simulation ---------------------------------------------------------------------------
+
+class _Sim:
+    """Tensor storages with reference counts; the peak of live bytes over measuring points."""
+
+    def __init__(self):
+        self.size: dict = {}
+        self.refs: dict = {}
+        self.live = 0
+        self.peak = 0
+        self.where: tuple = ("", "")
+        self.phase = "forward"
+        self._next = 0
+
+    def alloc(self, nbytes: int) -> int:
+        sid = self._next
+        self._next += 1
+        self.size[sid] = nbytes
+        self.refs[sid] = 1
+        self.live += nbytes
+        return sid
+
+    def inc(self, sid: int) -> None:
+        self.refs[sid] += 1
+
+    def dec(self, sid: int) -> None:
+        left = self.refs[sid] - 1
+        if left:
+            self.refs[sid] = left
+        else:
+            del self.refs[sid]
+            self.live -= self.size[sid]
+
+    def mark(self, where: str) -> None:
+        if self.live > self.peak:
+            self.peak = self.live
+            self.where = (self.phase, where)
+
+
+@dataclass(eq=False)
+class _Record:
+    """An autograd node (one op call): what it keeps and how its backward runs."""
+
+    where: str  # the node's name, or the loss step's
+    ctx: MemCtx
+    bwd: tuple
+    fns: list  # per input: the record that made it (None: no gradient wanted)
+    kept: dict = field(default_factory=dict)  # tag -> storage
+
+
+@dataclass(frozen=True)
+class _Value:
+    sid: int
+    fn: object = None  # the record whose output this is, when autograd tracks it
+
+
+@dataclass(frozen=True)
+class _Grad:
+    sid: int
+    nbytes: int
+    dense: bool = True  # a slice of a larger gradient is not, unless the batch is 1
+
+
+class _Run:
+    """One run of the generated module: an inference forward, or a whole training step."""
+
+    def __init__(self, c, batch: int, isz: int, train: bool, inplace_accumulation: bool = True):
+        self.c = c
+        self.g = c.graph
+        self.n = batch
+        self.isz = isz
+        self.train = train
+        self.sim = _Sim()
+        self.records: list = []
+        self.kept_by_node: dict = {}  # Node -> storages it keeps for backward
+        self.kept_ever: set = set()
+        self.order: list = []  # nodes in the order the generated forward runs them
+        self.engine = _Engine(self.sim, inplace_accumulation)
+        self.in_place = _written_in_place(c)
+
+    # -- forward: the generated code's statements, in order --
+    def forward(self) -> list:
+        """Run ``model(x)``; returns the outputs (main, then aux heads in training), owned."""
+        ex = self.c.expanded
+        x = _Value(self.sim.alloc(self.n * math.prod(ex.input) * self.isz))  # the caller's input
+        env = {"x": self._hold(x)}
+        heads: dict = {}
+        for head in ex.aux:
+            heads.setdefault(head.source, []).append(head)
+        for step in ex.model.body:
+            self.item(step, env, "x", "x")
+            name = step.module.name if isinstance(step, Apply) else step.name if isinstance(step, Absent) else None
+            for head in heads.get(name, ()) if self.train else ():
+                env["aux " + head.name] = self.call(head.module, env["x"])
+        outs = [env.pop("x")] + [env.pop("aux " + h.name) for h in ex.aux if "aux " + h.name in env]
+        self._release(env)
+        return outs
+
+    def _hold(self, v: _Value) -> _Value:
+        self.sim.inc(v.sid)
+        return v
+
+    def _assign(self, env: dict, var: str, v: _Value) -> None:
+        old = env.get(var)
+        env[var] = v
+        if old is not None:
+            self.sim.dec(old.sid)
+
+    def _release(self, env: dict) -> None:
+        for v in env.values():
+            self.sim.dec(v.sid)
+
+    def call(self, mod, arg: _Value) -> _Value:
+        """A module call; ``arg`` stays held by the caller until it returns."""
+        if mod.kind == "op":
+            return self.op(self.g.node(mod.path), [arg])
+        if mod.kind == "sequential":  # for module in self: input = module(input)
+            cur = self._hold(arg)
+            for step in mod.body:
+                out = self.call(step.module, cur)
+                self.sim.dec(cur.sid)
+                cur = out
+            return cur
+        env = {"x": self._hold(arg)}
+        self.body(mod.body, env, "x", "x")
+        out = env.pop("x")
+        self._release(env)  # branch results stay named until the block returns
+        return out
+
+    def body(self, steps: list, env: dict, src: str, dst: str) -> None:
+        for step in steps:
+            self.item(step, env, src, dst)
+            src = dst
+
+    def item(self, step, env: dict, src: str, dst: str) -> None:
+        """One statement of a generated forward, ``dst = ...(src)``."""
+        if isinstance(step, Func) and step.op != "identity":
+            self._assign(env, dst, self.op(step.node, [env[src]]))
+        elif isinstance(step, Merge):
+            self._assign(env, dst, self.op(step.node, self._branches(step, env, src)))
+        elif isinstance(step, Apply):
+            self._assign(env, dst, self.call(step.module, env[src]))
+        elif src != dst:  # an identity, or an absent module: x = self.m(x) if self.m is not None else x
+            self._assign(env, dst, self._hold(env[src]))
+
+    def _branches(self, step: Merge, env: dict, src: str) -> list:
+        """Each branch writes a variable of its own (an empty branch is the merge's input)."""
+        if getattr(step, "split", None) is not None:
+            raise MemoryRuleError(f"{step.node.name}: a merge with split: has no memory rule yet, so its memory "
+                                  "cannot be counted (docs/cli.md#memory)", step.loc, step.node.name)
+        outs = []
+        for j, branch in enumerate(step.branches):
+            if branch:
+                local = f"{id(step)} {j}"
+                self.body(branch, env, src, local)
+                outs.append(env[local])
+            else:
+                outs.append(env[src])
+        return outs
+
+    def op(self, node, ins: list) -> _Value:
+        """Run one op's forward program; inputs are borrowed, the result is owned."""
+        self.order.append(node)
+        params = tuple(math.prod(shape) * self.isz for _, shape, buf in _tensors(node) if not buf)
+        needs = tuple(v.fn is not None for v in ins)
+        ctx = MemCtx(tuple(_shape(i) for i in node.inputs), _shape(node), node.attrs, self.n, self.isz, self.train,
+                     needs, params, node in self.in_place)
+        fwd, bwd = rule(node, ctx)
+        rec = _Record(node.name, ctx, bwd, [v.fn for v in ins]) if (
+            self.train and bwd is not None and (any(needs) or params)) else None
+        sid = self._run_forward(fwd, node.name, {f"x{i}": v.sid for i, v in enumerate(ins)}, rec)
+        if rec is None:
+            return _Value(sid, ins[0].fn if bwd is None else None)
+        self.records.append(rec)
+        self.kept_by_node.setdefault(node, set()).update(rec.kept.values())
+        self.kept_ever.update(rec.kept.values())
+        return _Value(sid, rec)
+
+    def _run_forward(self, fwd: tuple, where: str, inputs: dict, rec) -> int:
+        """Execute a forward program; returns the result's storage, with a reference for the caller."""
+        sim = self.sim
+        temps: dict = {}
+        result = None
+        for ins in fwd:
+            if ins[0] == "k":
+                for tag, nbytes in ins[1:]:
+                    temps[tag] = sim.alloc(nbytes)
+                sim.mark(where)
+            elif ins[0] == "keep" and rec is not None:
+                for tag in ins[1:]:
+                    rec.kept[tag] = temps[tag] if tag in temps else inputs[tag]
+                    sim.inc(rec.kept[tag])
+            elif ins[0] == "drop":
+                for tag in ins[1:]:
+                    sim.dec(temps.pop(tag))
+            elif ins[0] == "ret":
+                result = ins[1]
+        if result in temps:
+            sid = temps.pop(result)
+        else:
+            sid = inputs[result]
+            sim.inc(sid)
+        for left in temps.values():  # what nothing keeps dies with the op
+            sim.dec(left)
+        return sid
+
+    # -- the training step: forward, loss, backward, optimizer --
+    def step(self, optimizer: str, params: list) -> None:
+        sim = self.sim
+        target = sim.alloc(self.n * INDEX_BYTES)  # the caller's labels
+        outs = self.forward()
+        sim.phase = "loss"
+        loss = self.loss(outs, target)
+        sim.phase = "backward"
+        self.engine.backward(loss, self.records, self.isz)
+        sim.phase = "optimizer"
+        _optimizer_step(sim, optimizer, params)
+
+    def loss(self, outs: list, target: int) -> _Value:
+        """The generated ``loss``: cross-entropy of the logits + weight x cross-entropy of each aux
+        head, evaluated left to right; the outputs die when it returns."""
+        weights = [None] + [h.loss_weight for h in self.c.expanded.aux][:len(outs) - 1]
+        total = None
+        for out, weight in zip(outs, weights):
+            term = self._cross_entropy(out, target)
+            if weight is not None:
+                term = self._scalar_op(f"{weight} x", [term], lambda m: (k(("gx", m.isz)), grad(0, "gx"), done()))
+            if total is not None:
+                term = self._scalar_op("+", [total, term], lambda m: (grad(0, "g", "pass"), grad(1, "g", "pass"),
+                                                                     done()))
+            total = term
+        self._release({i: out for i, out in enumerate(outs)})
+        return total
+
+    def _cross_entropy(self, out: _Value, target: int) -> _Value:
+        """log_softmax (kept: its result) then nll_loss (kept: the labels and total_weight)."""
+        classes = _shape(self.g.output)
+        nc = self.n * math.prod(classes) * self.isz
+        ctx = MemCtx((classes,), (), {}, self.n, self.isz, True, (True,), ())
+        rec = _Record("loss", ctx, (k(("gn", nc)), done("g", "tw"), k(("gl", nc)), grad(0, "gl"), done("gn", "ls")),
+                      [out.fn])
+        sim = self.sim
+        ls = sim.alloc(nc)
+        sim.mark("cross_entropy")
+        value, tw = sim.alloc(self.isz), sim.alloc(self.isz)
+        sim.mark("cross_entropy")
+        for tag, sid in (("ls", ls), ("tw", tw), ("target", target)):
+            sim.inc(sid)
+            rec.kept[tag] = sid
+        sim.dec(ls)
+        sim.dec(tw)
+        self.records.append(rec)
+        self.kept_ever.update(rec.kept.values())
+        return _Value(value, rec)
+
+    def _scalar_op(self, what: str, ins: list, bwd) -> _Value:
+        """An op on 0-dim losses (a weight, a sum); its inputs are temporaries that die here."""
+        sim = self.sim
+        ctx = MemCtx(tuple(() for _ in ins), (), {}, 1, self.isz, True, tuple(True for _ in ins), ())
+        rec = _Record(what, ctx, bwd(ctx), [v.fn for v in ins])
+        out = sim.alloc(self.isz)
+        sim.mark(what)
+        for v in ins:
+            sim.dec(v.sid)
+        self.records.append(rec)
+        return _Value(out, rec)
+
+
+class _Engine:
+    """Autograd's backward: nodes in reverse creation order (the engine runs the ready node created
+    last), gradients handed to the node that made each input."""
+
+    def __init__(self, sim: _Sim, inplace_accumulation: bool):
+        self.sim = sim
+        self.inplace_accumulation = inplace_accumulation
+        self.buffers: dict = {}  # record -> the gradient waiting for it
+
+    def backward(self, loss: _Value, records: list, isz: int) -> None:
+        """``loss.backward()``; the seed gradient is held by Python until backward returns."""
+        sim = self.sim
+        seed = sim.alloc(isz)
+        sim.mark("loss.backward")
+        sim.inc(seed)
+        self.buffers = {loss.fn: _Grad(seed, isz)}
+        for rec in reversed(records):
+            g = self.buffers.pop(rec, None)
+            if g is not None:
+                _Node(self, rec, g).run()
+        sim.dec(seed)
+        sim.dec(loss.sid)
+
+    def deliver(self, queue: list, where: str) -> None:
+        """Each gradient reaches the node that made the input: stored if it is the first, else added,
+        in place when the engine holds the only reference to the first (InputBuffer::accumulate)."""
+        sim = self.sim
+        still: list = []  # outputs the engine's vector holds until the node is done
+        for fn, val in queue:
+            old = self.buffers.get(fn)
+            if fn is None:
+                sim.dec(val.sid)
+            elif old is None:
+                self.buffers[fn] = val
+            else:
+                still.append(val)
+                if not (self.inplace_accumulation and old.dense and sim.refs[old.sid] == 1):  # else old.add_(new)
+                    self.buffers[fn] = _Grad(sim.alloc(old.nbytes), old.nbytes)
+                    sim.mark(where)
+                    sim.dec(old.sid)
+        for val in still:
+            sim.dec(val.sid)
+
+
+class _Node:
+    """One autograd node running its backward program."""
+
+    def __init__(self, engine: _Engine, rec: _Record, g: _Grad):
+        self.engine = engine
+        self.sim = engine.sim
+        self.rec = rec
+        self.temps: dict = {}
+        self.kept = dict(rec.kept)
+        self.holding = {"g": g}
+        self.queue: list = []
+
+    def run(self) -> None:
+        for ins in self.rec.bwd:
+            getattr(self, "_" + ins[0])(*ins[1:])
+        for t in self.temps.values():
+            self.sim.dec(t.sid)
+        for sid in self.kept.values():
+            self.sim.dec(sid)
+        for h in self.holding.values():
+            self.sim.dec(h.sid)
+
+    def _k(self, *allocs) -> None:
+        for tag, nbytes in allocs:
+            self.temps[tag] = _Grad(self.sim.alloc(nbytes), nbytes)
+        self.sim.mark(self.rec.where)
+
+    def _grad(self, i: int, tag: str, how: str) -> None:
+        if how == "own":
+            val = self.temps.pop(tag)
+        else:  # the same tensor, or a view of it: another reference to its storage
+            src = self.holding[tag] if tag in self.holding else self.temps[tag]
+            self.sim.inc(src.sid)
+            ctx = self.rec.ctx
+            dense = how != "slice" or ctx.n == 1 or len(ctx.ins) == 1
+            val = _Grad(src.sid, ctx.bytes(ctx.ins[i]), dense)
+        self.queue.append((self.rec.fns[i], val))
+
+    def _pgrad(self, *tags) -> None:
+        for tag in tags:
+            self.temps.pop(tag)  # into .grad, alive until the next zero_grad
+
+    def _drop(self, *tags) -> None:
+        for tag in tags:
+            if tag in self.temps:
+                self.sim.dec(self.temps.pop(tag).sid)
+            elif tag in self.kept:
+                self.sim.dec(self.kept.pop(tag))
+            elif tag in self.holding:
+                self.sim.dec(self.holding.pop(tag).sid)
+
+    def _done(self, *tags) -> None:
+        self._drop(*(tags or ["g", *self.kept]))
+        self.engine.deliver(self.queue, self.rec.where)
+        self.queue = []
+
+
+def _optimizer_step(sim: _Sim, optimizer: str, params: list) -> None:
+    """``optimizer.step()`` in steady state (state allocated by an earlier step). SGD, with or
+    without momentum, updates in place; Adam and AdamW compute, per parameter,
+    ``denom = (exp_avg_sq.sqrt() / c).add_(eps)``: two temporaries, and ``denom`` lives on until
+    the next parameter's replaces it."""
+    if optimizer not in ("adam", "adamw"):
+        return
+    prev = None
+    for nbytes in params:
+        root = sim.alloc(nbytes)
+        sim.mark("optimizer.step")
+        denom = sim.alloc(nbytes)
+        sim.mark("optimizer.step")
+        sim.dec(root)
+        if prev is not None:
+            sim.dec(prev)
+        prev = denom
+    if prev is not None:
+        sim.dec(prev)
