@@ -80,6 +80,44 @@ def _draw_depth(text: str):
     return "auto" if text == "auto" else _depth(text)
 
 
+def _memory_options(parser):
+    m = parser.add_argument_group("memory (docs/cli.md#memory)")
+    m.add_argument("--batch", type=_positive, metavar="N", help="memory at batch N: layer outputs and the inference peak")
+    m.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="element type (default float32)")
+    m.add_argument("--train", action="store_true", help="add what autograd keeps for backward and a training step's memory")
+    m.add_argument("--optimizer", choices=("sgd", "sgd-momentum", "adam", "adamw"),
+                   help="the training step's optimizer (default sgd; implies --train)")
+    return m
+
+
+def _memory_request(args) -> dict | None:
+    """The memory options given on the command line (``archspec.memory.measure``'s arguments), or
+    None when there are none."""
+    if not (args.batch or args.dtype or args.train or args.optimizer or getattr(args, "device", None)):
+        return None
+    return {"batch": args.batch or 1, "dtype": args.dtype or "float32",
+            "optimizer": args.optimizer or ("sgd" if args.train else None)}
+
+
+def _costs(args):
+    """A function compiled -> (memory, time estimate) when the command line asks for them, else None."""
+    request = _memory_request(args)
+    if request is None:
+        return None
+    from .memory import measure
+
+    device = None
+    if args.device:
+        from .roofline import estimate, load_device
+
+        device = load_device(args.device)
+        if request["dtype"] not in device.peak_flops:
+            raise UsageError(f"device profile {device.name} has no peak for {request['dtype']} "
+                             f"(it lists {', '.join(device.peak_flops)})")
+    return lambda c: (measure(c, **request),
+                      estimate(c, device, request["batch"], request["dtype"]) if device is not None else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
@@ -101,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(c)
     c.add_argument("--depth", type=_depth, default=3, metavar="N",
                    help="show modules down to N levels (default 3; 0: every level, as draw --depth 0)")
+    _memory_options(c).add_argument("--device", metavar="PROFILE",
+                                    help="roofline time estimate on a device profile: a YAML file or a shipped name")
 
     b = sub.add_parser("build", help="generate PyTorch modules from specs")
     common(b)
@@ -119,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("b", metavar="B")
             sp.add_argument("--code", action="store_true", help="add a unified diff of the generated modules")
             sp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+            _memory_options(sp)
         elif name == "draw":
             sp.add_argument("spec", metavar="SPEC")
             sp.add_argument("-o", "--output", required=True, metavar="FILE", help="output file: .dot, .svg or .mmd")
@@ -162,6 +203,7 @@ def cmd_check(args) -> int:
     from .report import table, to_json
 
     results, failures, errors_json = [], 0, []
+    costs = _costs(args)
     files = _specs(args)
     for file, shown in zip(files, args.specs or files):  # a spec is shown as given (a stock name too)
         try:
@@ -171,10 +213,11 @@ def cmd_check(args) -> int:
             _report_error(exc, args)
             errors_json.extend(e.to_dict() for e in flatten(exc))
             continue
+        mem, est = costs(c) if costs else (None, None)
         if args.format == "json":
-            results.append(to_json(c, shown))
+            results.append(to_json(c, shown, mem, est))
         else:
-            print(table(c, args.depth, shown))
+            print(table(c, args.depth, shown, mem, est))
     if args.format == "json":
         payload = results[0] if len(results) == 1 and not failures and len(args.specs) <= 1 else results
         print(json.dumps(payload, indent=2))
@@ -330,6 +373,11 @@ def cmd_diff(args) -> int:
         a, b = resolve_specs([args.a, args.b])  # a name may be a stock spec's
         d = diff_specs(a, b, code=getattr(args, "code", False))
         d.shown = (args.a, args.b)  # as given: a stock spec's name, not its installed path
+        request = _memory_request(args)
+        if request is not None:
+            from .memory import measure
+
+            d.memory = (measure(d.a, **request), measure(d.b, **request))
     except ArchspecError as exc:
         _report_error(exc, args)
         return EXIT_TROUBLE

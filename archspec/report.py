@@ -8,9 +8,10 @@ CONVENTION = ("MACs = multiply-adds of conv and linear layers at batch 1 in eval
               "(torchvision's _ops / fvcore conv+linear convention); FLOPs = 2 x MACs.")
 
 
-def to_json(c, shown: str | None = None) -> dict:
+def to_json(c, shown: str | None = None, mem=None, est=None) -> dict:
     """One stable object per spec (keys documented in docs/cli.md); ``shown``: the spec as the
-    command line gave it (default: the file compiled)."""
+    command line gave it (default: the file compiled); ``mem`` (archspec/memory.py) and ``est``
+    (archspec/roofline.py) add memory and time fields."""
     a = c.analysis
     t = a.totals
     g = a.graph
@@ -21,10 +22,11 @@ def to_json(c, shown: str | None = None) -> dict:
         meta = node.meta
         layers.append({"path": node.name, "op": node.op, "output_shape": batched(meta["shape"]), "params": meta["params"],
                        "buffers": meta["buffers"], "macs": meta["macs"], "part": node.part,
-                       "receptive_field": list(meta["rf"][:2])})
+                       "receptive_field": list(meta["rf"][:2]), **_cost_fields(mem, est, node.name, True)})
     modules = [{"path": p, "type": m["type"], "part": m["part"], "output_shape": batched(m["output_shape"]),
-                "params": m["params"], "macs": m["macs"]} for p, m in a.modules.items() if p]
-    return {
+                "params": m["params"], "macs": m["macs"], **_cost_fields(mem, est, p, False)}
+               for p, m in a.modules.items() if p]
+    out = {
         "name": c.name,
         "spec": c.file if shown is None else shown,
         "input": batched(g.input_shape),
@@ -50,12 +52,38 @@ def to_json(c, shown: str | None = None) -> dict:
         "modules": modules,
         "layers": layers,
     }
+    if mem is not None:
+        out["memory"] = mem.to_json()
+    if est is not None:
+        out["time"] = est.to_json()
+    return out
 
 
-def table(c, depth: int = 3, shown: str | None = None) -> str:
-    """A torchinfo-like table of modules down to ``depth`` levels (0: every level), then the totals."""
+def _cost_fields(mem, est, key: str, layer: bool) -> dict:
+    """Memory and time fields of one layer (graph node) or module."""
+    out = {}
+    if mem is not None:
+        entry = (mem.layers if layer else mem.modules).get(key, {})
+        out["output_bytes"] = entry.get("output_bytes")
+        if mem.optimizer is not None:
+            out["saved_bytes"] = entry.get("saved_bytes")
+    if est is not None:
+        entry = (est.layers if layer else est.modules).get(key)
+        if layer:
+            keys = ("flops", "bytes_moved", "intensity", "time_s", "bound")
+            out.update(dict.fromkeys(keys) if entry is None else
+                       {"flops": entry["flops"], "bytes_moved": entry["bytes"], "intensity": entry["intensity"],
+                        "time_s": entry["time_s"], "bound": entry["bound"]})
+        else:
+            out["time_s"] = entry["time_s"] if entry else None
+    return out
+
+
+def table(c, depth: int = 3, shown: str | None = None, mem=None, est=None) -> str:
+    """A torchinfo-like table of modules down to ``depth`` levels (0: every level), then the totals;
+    ``mem`` and ``est`` add memory and time columns and totals."""
     a = c.analysis
-    rows = [("Layer (type)", "Output Shape", "Param #", "MACs")]
+    rows = [("Layer (type)", "Output Shape", "Param #", "MACs", *_cost_headers(mem, est))]
     for path, m in a.modules.items():
         if not path:
             continue
@@ -68,13 +96,14 @@ def table(c, depth: int = 3, shown: str | None = None) -> str:
         if m["part"] != "main" and level == 1:
             label += " [aux, training only]"
         rows.append((label, batched_text(m["output_shape"]), number(m["params"]) if m["params"] else "--",
-                     number(m["macs"]) if m["macs"] else "--"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    total_width = sum(widths) + 6
+                     number(m["macs"]) if m["macs"] else "--", *_cost_cells(mem, est, path)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    total_width = sum(widths) + 2 * (len(widths) - 1)
     line = "=" * total_width
 
     def fmt(r):
-        return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
+        cells = [f"{r[0]:<{widths[0]}}", f"{r[1]:<{widths[1]}}"] + [f"{v:>{w}}" for v, w in zip(r[2:], widths[2:])]
+        return "  ".join(cells)
 
     t = a.totals
     # the file name is the user's: ESC, newlines and undecodable bytes are escaped, not printed
@@ -96,5 +125,87 @@ def table(c, depth: int = 3, shown: str | None = None) -> str:
         out.append(f"Rewrite: {r.describe()}")
     if c.expect_checked is False:
         out.append(f"Note: expect: not checked: its totals are for the spec as written, not with {c.override_flags}.")
+    out += _memory_lines(mem) + _time_lines(est)
     out += [f"Note: {CONVENTION}", line]
     return "\n".join(out)
+
+
+def _bytes(v: int) -> str:
+    """Bytes as people read them, in powers of 1000 (torchinfo's MB)."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if v >= scale:
+            return f"{v / scale:.2f} {unit}"
+    return f"{v} B"
+
+
+def _seconds(v: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
+        if v >= scale:
+            return f"{v / scale:.2f} {unit}"
+    return f"{v / 1e-6:.1f} us"
+
+
+def _cost_headers(mem, est) -> tuple:
+    heads = ()
+    if mem is not None:
+        heads += ("Output", "Saved") if mem.optimizer is not None else ("Output",)
+    if est is not None:
+        heads += ("FLOP/B", "Est. time")
+    return heads
+
+
+def _cost_cells(mem, est, path: str) -> tuple:
+    cells = ()
+    if mem is not None:
+        m = mem.modules.get(path, {})
+        cells += (_bytes(m.get("output_bytes", 0)),)
+        if mem.optimizer is not None:
+            cells += (_bytes(m["saved_bytes"]) if m.get("saved_bytes") else "--",)
+    if est is not None:
+        e = est.modules.get(path)
+        if e is None or not e["time_s"]:
+            cells += ("--", "--")
+        else:
+            bound = " M" if e["memory_s"] * 2 > e["time_s"] else ""  # more than half of it memory-bound
+            cells += (f"{e['flops'] / e['bytes']:.1f}" if e["bytes"] else "--", _seconds(e["time_s"]) + bound)
+    return cells
+
+
+def _memory_lines(mem) -> list:
+    if mem is None:
+        return []
+    out = [
+        f"Memory at batch {mem.batch}, {mem.dtype} (tensor storage; 1 MB = 10^6 bytes):",
+        f"  Columns: Output = each module's output at batch {mem.batch}"
+        + ("; Saved = what its layers keep for backward (a tensor two rows keep is in both, once below)"
+           if mem.optimizer is not None else ""),
+        f"  Parameters (eval):          {_bytes(mem.params_eval_bytes)}"
+        + (f"  (training, all parts: {_bytes(mem.params_bytes)})" if mem.params_bytes != mem.params_eval_bytes else ""),
+        f"  Buffers (eval):             {_bytes(mem.buffers_eval_bytes)}",
+        f"  Input:                      {_bytes(mem.input_bytes)}",
+        f"  Inference peak:             {_bytes(mem.inference_peak)}  at {mem.inference_peak_at}"
+        " (eval forward under no_grad; parameters, buffers and input included)",
+    ]
+    if mem.optimizer is not None:
+        phase, layer = mem.training_peak_at
+        out += [
+            f"  Training step ({mem.optimizer}):",
+            f"    Gradients:                {_bytes(mem.grads_bytes)}",
+            f"    Optimizer state:          {_bytes(mem.optimizer_bytes)}",
+            f"    Saved for backward:       {_bytes(mem.saved_bytes)}  (distinct tensors autograd keeps, the loss's included)",
+            f"    Peak:                     {_bytes(mem.training_peak)}  in {phase} at {layer}",
+        ]
+    return out
+
+
+def _time_lines(est) -> list:
+    if est is None:
+        return []
+    mb = est.memory_bound
+    d = est.device
+    return [
+        f"Time estimate, roofline on {d.name} ({human(int(d.peak_flops[est.dtype]))}FLOP/s {est.dtype}, "
+        f"{_bytes(int(d.bandwidth))}/s), eval forward at batch {est.batch}; an estimate, not a measurement:",
+        f"  Forward:                    {_seconds(est.total_s)}"
+        f"  ({len(mb)} of {len(est.layers)} layers memory-bound, {_seconds(sum(est.layers[n]['time_s'] for n in mb))} of it)",
+    ]

@@ -18,6 +18,7 @@ class Diff:
     changes: list
     code: str | None = None  # unified diff of the generated modules (--code)
     shown: tuple | None = None  # the two specs as the command line gave them (default: the files)
+    memory: tuple | None = None  # (A, B) archspec.memory.Memory, when asked (--batch, --train ...)
 
     def _files(self) -> tuple:
         return self.shown or (self.a.file, self.b.file)
@@ -45,6 +46,8 @@ class Diff:
                                       "delta": tb.params_by_part.get(p, 0) - ta.params_by_part.get(p, 0)} for p in parts}
         rows["output"] = {"a": batched(self.a.analysis.output), "b": batched(self.b.analysis.output)}
         rows["input"] = {"a": batched(self.a.expanded.input), "b": batched(self.b.expanded.input)}
+        if self.memory is not None:
+            rows["memory"] = self._memory_totals()
         return rows
 
     def modules(self) -> list:
@@ -61,6 +64,8 @@ class Diff:
             if x and y and row["a"] == {**row["b"], "type": row["a"]["type"]} and not self._touched(path):
                 continue
             row["params_delta"] = (y["params"] if y else 0) - (x["params"] if x else 0)
+            if self.memory is not None and self.memory[0].optimizer is not None:
+                row.update(self._saved(path, x is not None, y is not None))
             row["macs_delta"] = (y["macs"] if y else 0) - (x["macs"] if x else 0)
             out.append(row)
         return out
@@ -132,6 +137,32 @@ class Diff:
                 lines.append(f"      {c.location}: {c.summary}   params {number(pa)} -> {number(pb)}{pct}   MACs {signed(c.macs_delta)}")
         return lines
 
+    def _saved(self, path: str, in_a: bool, in_b: bool) -> dict:
+        """What a top-level module keeps for backward in A and B (training memory, when asked)."""
+        kept = [m.modules.get(path, {}).get("saved_bytes") or 0 for m in self.memory]
+        return {"saved_bytes": {"a": kept[0] if in_a else None, "b": kept[1] if in_b else None},
+                "saved_delta": kept[1] - kept[0]}
+
+    def _memory_totals(self) -> dict:
+        """The memory of both, when asked: the inference peak and, with training, what autograd keeps
+        and the step's peak (bytes; archspec/memory.py)."""
+        ma, mb = self.memory
+        out = {"batch": ma.batch, "dtype": ma.dtype, "optimizer": ma.optimizer}
+        for name, attr in _MEMORY_ROWS:
+            if ma.optimizer is not None or attr == "inference_peak":
+                x, y = getattr(ma, attr), getattr(mb, attr)
+                out[name] = {"a": x, "b": y, "delta": y - x, "ratio": round(y / x, 4) if x else None}
+        return out
+
+    def _memory_rows(self) -> list:
+        """(label, row) of the memory totals, as the text and markdown show them."""
+        mem = self.totals().get("memory")
+        if mem is None:
+            return []
+        where = f"batch {mem['batch']}, {mem['dtype']}"
+        return [(label.format(where=where, optimizer=mem["optimizer"]), mem[name])
+                for name, label in _MEMORY_LABELS.items() if name in mem]
+
     def _totals_lines(self) -> list:
         t = self.totals()
         an, bn = self.a.name, self.b.name
@@ -149,6 +180,8 @@ class Diff:
         add("buffers", t["buffers"])
         add("MACs (eval)", t["macs"])
         add("depth", t["depth"], str)
+        for label, row in self._memory_rows():
+            add(label, row)
         rows.append(("input", str(t["input"]["a"]), str(t["input"]["b"]), "", ""))
         rows.append(("output", str(t["output"]["a"]), str(t["output"]["b"]), "", ""))
         w = [max(len(r[i]) for r in rows) for i in range(5)]
@@ -158,16 +191,19 @@ class Diff:
         return out
 
     def _module_lines(self, mods: list) -> list:
-        rows = [("module", "output A", "output B", "params A", "params B", "change")]
+        saved = "saved_delta" in mods[0]
+        rows = [("module", "output A", "output B", "params A", "params B", "change") + (("saved change",) if saved else ())]
         for m in mods:
             x, y = m["a"], m["b"]
             rows.append((m["path"] + ("" if (y or x)["part"] == "main" else " [aux]"),
                          str(x["output_shape"]) if x else "--", str(y["output_shape"]) if y else "--",
-                         number(x["params"]) if x else "--", number(y["params"]) if y else "--", signed(m["params_delta"])))
-        w = [max(len(r[i]) for r in rows) for i in range(6)]
+                         number(x["params"]) if x else "--", number(y["params"]) if y else "--", signed(m["params_delta"]))
+                        + ((signed(m["saved_delta"]),) if saved else ()))
+        w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         out = ["Top-level modules that differ:"]
         for r in rows:
-            out.append(f"  {r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]:>{w[3]}}  {r[4]:>{w[4]}}  {r[5]:>{w[5]}}".rstrip())
+            cells = [f"{r[0]:<{w[0]}}", f"{r[1]:<{w[1]}}", f"{r[2]:<{w[2]}}"] + [f"{v:>{k}}" for v, k in zip(r[3:], w[3:])]
+            out.append(("  " + "  ".join(cells)).rstrip())
         return out
 
     def _ratio_lines(self) -> list:
@@ -196,9 +232,9 @@ class Diff:
             out.append("")
         t = self.totals()
         out += [f"| total | `{a.name}` | `{b.name}` | change | B/A |", "|---|---:|---:|---:|---:|"]
-        for label, key in (("params (training)", "params"), ("params (eval)", "params_eval"), ("buffers", "buffers"),
-                           ("MACs (eval)", "macs"), ("depth", "depth")):
-            row = t[key]
+        rows = [(label, t[key]) for label, key in (("params (training)", "params"), ("params (eval)", "params_eval"),
+                                                   ("buffers", "buffers"), ("MACs (eval)", "macs"), ("depth", "depth"))]
+        for label, row in rows + self._memory_rows():
             ratio = _ratio_number(row["b"], row["a"]) if row["ratio"] is not None else ""
             out.append(f"| {label} | {number(row['a'])} | {number(row['b'])} | {signed(row['delta'])} | {ratio} |")
         out.append(f"| output | {t['output']['a']} | {t['output']['b']} | | |")
@@ -231,6 +267,14 @@ def _cost_words(g: Group) -> list:
     if aux and len(aux) == len(g.parts):
         cost.append(f"(aux head{'s' if len(aux) > 1 else ''} {', '.join(aux)}: training only)")
     return cost
+
+
+# Memory totals a diff shows when asked (bytes; archspec/memory.py, docs/cli.md#memory)
+_MEMORY_ROWS = (("inference_peak_bytes", "inference_peak"), ("saved_bytes", "saved_bytes"),
+                ("training_peak_bytes", "training_peak"))
+_MEMORY_LABELS = {"inference_peak_bytes": "peak bytes (eval, {where})",
+                  "saved_bytes": "saved for backward ({where})",
+                  "training_peak_bytes": "peak bytes (training step, {optimizer})"}
 
 
 def _md(text: str) -> str:
