@@ -35,6 +35,7 @@ def test_wheel_contains_templates_and_specs(installed):
     assert (pkg / "templates" / "module.py.j2").is_file()
     assert (pkg / "specs" / "googlenet.yaml").is_file()
     assert (pkg / "specs" / "lib" / "basic.yaml").is_file()
+    assert (pkg / "devices" / "cpu-epyc-2core.yaml").is_file()
 
 
 def test_installed_wheel_builds_from_any_directory(installed, tmp_path):
@@ -55,5 +56,7 @@ def test_installed_wheel_builds_from_any_directory(installed, tmp_path):
     assert diff.returncode == 1 and "-373,392" in diff.stdout, diff.stderr
     factorized = _run(installed, "check", "googlenet_factorized", cwd=tmp_path)  # transforms/
     assert factorized.returncode == 0, factorized.stderr
+    memory = _run(installed, "check", "resnet18", "--batch", "2", "--device", "a100-sxm4-80gb", cwd=tmp_path)
+    assert memory.returncode == 0 and "roofline on a100-sxm4-80gb" in memory.stdout, memory.stderr  # devices/
     schema = _run(installed, "schema", cwd=tmp_path)
     assert schema.returncode == 0 and schema.stdout.lstrip().startswith("{")
