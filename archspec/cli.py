@@ -208,12 +208,12 @@ def cmd_check(args) -> int:
     for file, shown in zip(files, args.specs or files):  # a spec is shown as given (a stock name too)
         try:
             c = compile_spec(file, args.input, args.num_classes)
+            mem, est = costs(c) if costs else (None, None)
         except ArchspecError as exc:
             failures += 1
             _report_error(exc, args)
             errors_json.extend(e.to_dict() for e in flatten(exc))
             continue
-        mem, est = costs(c) if costs else (None, None)
         if args.format == "json":
             results.append(to_json(c, shown, mem, est))
         else:

@@ -123,3 +123,15 @@ def test_diff_memory_deltas_are_the_static_figures(cli, compiled):
     assert mem["training_peak_bytes"]["delta"] == b.training_peak - a.training_peak
     norm1 = next(m for m in data["modules"] if m["path"] == "norm1")  # LRN, gone in torchvision's layout
     assert norm1["saved_delta"] == -a.modules["norm1"]["saved_bytes"] and norm1["saved_bytes"]["b"] is None
+
+
+def test_a_network_memory_cannot_count_is_a_located_error(cli, tmp_path):
+    """An op without a memory rule refuses memory and time for its spec (status 1, at the op), and
+    the plain check of the same spec still works."""
+    spec = tmp_path / "silu_net.yaml"
+    spec.write_text("archspec: 1\nname: silu_net\ninput: [3, 8, 8]\nnum_classes: 4\n"
+                    "layers:\n  - conv: conv2d(4, 3)\n  - silu\n  - flatten\n  - fc: linear(num_classes)\n")
+    proc = cli("check", spec, "--batch", "2")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{spec}:7:5: error: /silu: silu has no memory rule yet" in proc.stderr
+    assert cli("check", spec).returncode == 0
