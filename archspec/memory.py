@@ -11,12 +11,17 @@ allocates) and counts references the way CPython and autograd do:
   generated ``forward`` that names it (a branch's result stays named until the block returns), the
   argument of a module call (until the call returns), an autograd node that keeps it for backward;
 * in-place ReLU (where the generated code writes ``inplace=True``: ``emit.in_place_nodes`` in every
-  instance of the item), views (``torch.flatten``) and the identity allocate nothing; ``torch.cat`` allocates its output and keeps its inputs alive only
+  instance of the item), views (``torch.flatten``, ``permute``, a merge's ``split:`` chunks) and the
+  identity allocate nothing; ``torch.cat`` allocates its output and keeps its inputs alive only
   through their variables;
+* every tensor has a layout (its strides, ops.py), which decides where torch copies: a reshape that
+  cannot be a view, a gradient that cannot be added in place;
 * backward runs autograd's nodes in reverse creation order; a gradient reaching a tensor that
-  already has one is added in place when the engine holds the only reference to the first one,
-  else into a new tensor (``inplace_accumulation=False`` models a ``TorchDispatchMode`` being
-  active, under which autograd never adds in place); parameter gradients are stolen into ``.grad``;
+  already has one is added in place when it is dense, not a view and the engine holds the only
+  reference to it,
+  else into a new tensor; parameter gradients are stolen into ``.grad``. ``dispatch_mode=True``
+  models a ``TorchDispatchMode`` being active (the oracle's), under which every tensor is
+  subclass-like: autograd never adds in place and at::linear adds its bias out of place;
 * an optimizer step as torch's single-tensor implementations run it (the CPU default).
 
 Everything is counted in bytes of tensor storage at op boundaries (what a ``TorchDispatchMode``
@@ -32,7 +37,7 @@ from .emit import in_place_nodes
 from .errors import ArchspecError
 from .expand import Absent, Apply, Func, Merge
 from .lower import nodes_by_item
-from .ops import OPS, MemCtx, done, grad, k
+from .ops import OPS, MemCtx, contiguous, dense, done, grad, iterated, k
 
 DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}
 OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
@@ -92,7 +97,7 @@ class Memory:
 
 
 def measure(c, batch: int = 1, dtype: str = "float32", optimizer: str | None = None,
-            inplace_accumulation: bool = True) -> Memory:
+            dispatch_mode: bool = False) -> Memory:
     """Memory of an inference forward and, with an optimizer, of a training step.
 
     >>> m = measure(compile_spec("specs/resnet18.yaml"), batch=32, optimizer="sgd")   # doctest: +SKIP
@@ -108,13 +113,13 @@ def measure(c, batch: int = 1, dtype: str = "float32", optimizer: str | None = N
     params_eval, buffers_eval = _tensor_bytes(g, isz, aux=False)
     input_bytes = batch * math.prod(g.input_shape) * isz
 
-    ev = _Run(c, batch, isz, train=False)
+    ev = _Run(c, batch, isz, train=False, mode=dispatch_mode)
     ev.forward()
     mem = Memory(batch, dtype, optimizer, {}, {}, sum(params), sum(params_eval), sum(buffers), sum(buffers_eval),
                  input_bytes, sum(params_eval) + sum(buffers_eval) + ev.sim.peak, ev.sim.where[1])
     kept, size = {}, None  # node -> storages it keeps for backward; storage -> bytes
     if optimizer is not None:
-        tr = _Run(c, batch, isz, train=True, inplace_accumulation=inplace_accumulation)
+        tr = _Run(c, batch, isz, train=True, mode=dispatch_mode)
         tr.step(optimizer, params)
         state = _optimizer_bytes(optimizer, params)
         mem.grads_bytes, mem.optimizer_bytes = sum(params), state
@@ -128,6 +133,23 @@ def measure(c, batch: int = 1, dtype: str = "float32", optimizer: str | None = N
                                      "saved_bytes": sum(size[s] for s in kept.get(node, ())) if size is not None else None}
     mem.modules = _per_module(g, mem, kept, size)
     return mem
+
+
+def timeline(c, batch: int = 1, dtype: str = "float32", optimizer: str | None = None,
+             dispatch_mode: bool = False) -> list:
+    """(bytes, layer) after every call that allocates, in order: an inference forward or, with an
+    optimizer, a steady-state training step. The bytes are what the run holds beyond parameters,
+    buffers and optimizer state (its input and labels, activations, gradients); the peaks of
+    ``measure`` are the largest of them plus those. tests/test_memory.py compares it with torch's
+    (archspec/measure.py) call by call."""
+    isz = DTYPES[dtype]
+    run = _Run(c, batch, isz, train=optimizer is not None, mode=dispatch_mode)
+    run.sim.timeline = []
+    if optimizer is None:
+        run.forward()
+    else:
+        run.step(optimizer, _tensor_bytes(c.graph, isz, aux=True)[0])
+    return run.sim.timeline
 
 
 def enclosing(path: str):
@@ -163,6 +185,14 @@ def execution_order(c, train: bool = False) -> list:
     run = _Run(c, 1, 4, train)
     run.forward()
     return run.order
+
+
+def contexts(c, batch: int, isz: int) -> dict:
+    """Each node's MemCtx in an eval forward at ``batch``: what its rule sees, its inputs' layouts
+    included (archspec/roofline.py charges what the rule allocates)."""
+    run = _Run(c, batch, isz, train=False)
+    run.forward()
+    return run.ctxs
 
 
 def _tensor_bytes(g, isz: int, aux: bool) -> tuple:
@@ -215,6 +245,7 @@ class _Sim:
         self.where: tuple = ("", "")
         self.phase = "forward"
         self._next = 0
+        self.timeline: list | None = None  # live bytes at every mark, when asked for (tests)
 
     def alloc(self, nbytes: int) -> int:
         sid = self._next
@@ -236,6 +267,8 @@ class _Sim:
             self.live -= self.size[sid]
 
     def mark(self, where: str) -> None:
+        if self.timeline is not None:
+            self.timeline.append((self.live, where))
         if self.live > self.peak:
             self.peak = self.live
             self.where = (self.phase, where)
@@ -247,28 +280,43 @@ class _Record:
 
     where: str  # the node's name, or the loss step's
     ctx: MemCtx
-    bwd: tuple
-    fns: list  # per input: the record that made it (None: no gradient wanted)
+    bwd: object  # a backward program, or a function of the incoming gradients' layouts that makes one
+    fns: list  # per input: (the record that made it, which of its results), or None: no gradient wanted
     kept: dict = field(default_factory=dict)  # tag -> storage
+    slots: int = 1  # its results (a split's chunks: one node for all)
 
 
 @dataclass(frozen=True)
 class _Value:
     sid: int
     fn: object = None  # the record whose output this is, when autograd tracks it
+    slot: int = 0  # which of the record's results
+    layout: tuple | None = None  # strides (ops.py, "layouts"); None: contiguous
+
+    @property
+    def source(self):
+        return None if self.fn is None else (self.fn, self.slot)
 
 
 @dataclass(frozen=True)
 class _Grad:
     sid: int
     nbytes: int
-    dense: bool = True  # a slice of a larger gradient is not, unless the batch is 1
+    shape: tuple = ()  # with the batch
+    layout: tuple | None = None
+    view: bool = False  # a view of another gradient (a slice, a permutation), which keeps it alive
+
+    @property
+    def reusable(self) -> bool:
+        """Whether autograd may add another gradient to this one in place (can_accumulate_inplace):
+        dense, and the only holder of its storage, which a view never is (its base holds it too)."""
+        return not self.view and dense(self.shape, self.layout)
 
 
 class _Run:
     """One run of the generated module: an inference forward, or a whole training step."""
 
-    def __init__(self, c, batch: int, isz: int, train: bool, inplace_accumulation: bool = True):
+    def __init__(self, c, batch: int, isz: int, train: bool, mode: bool = False):
         self.c = c
         self.g = c.graph
         self.n = batch
@@ -279,7 +327,9 @@ class _Run:
         self.kept_by_node: dict = {}  # Node -> storages it keeps for backward
         self.kept_ever: set = set()
         self.order: list = []  # nodes in the order the generated forward runs them
-        self.engine = _Engine(self.sim, inplace_accumulation)
+        self.ctxs: dict = {}  # node -> the MemCtx its rule saw
+        self.mode = mode
+        self.engine = _Engine(self.sim, not mode)
         self.in_place = _written_in_place(c)
 
     # -- forward: the generated code's statements, in order --
@@ -348,65 +398,77 @@ class _Run:
             self._assign(env, dst, self._hold(env[src]))
 
     def _branches(self, step: Merge, env: dict, src: str) -> list:
-        """Each branch writes a variable of its own (an empty branch is the merge's input)."""
-        if getattr(step, "split", None) is not None:
-            raise MemoryRuleError(f"{step.node.name}: a merge with split: has no memory rule yet, so its memory "
-                                  "cannot be counted (docs/cli.md#memory)", step.loc, step.node.name)
+        """Each branch writes a variable of its own (an empty branch is the merge's input). With
+        ``split:``, one statement first names every chunk (``x1, x2 = x.chunk(2, dim=1)``), and
+        the chunks stay named until the block returns."""
+        heads = [src] * len(step.branches)
+        if step.split is not None:
+            heads = [f"{id(step)} chunk {j}" for j in range(len(step.branches))]
+            for var, chunk in zip(heads, self.call_op(step.chunks, [env[src]])):
+                env[var] = chunk
         outs = []
         for j, branch in enumerate(step.branches):
             if branch:
                 local = f"{id(step)} {j}"
-                self.body(branch, env, src, local)
+                self.body(branch, env, heads[j], local)
                 outs.append(env[local])
             else:
-                outs.append(env[src])
+                outs.append(env[heads[j]])
         return outs
 
     def op(self, node, ins: list) -> _Value:
         """Run one op's forward program; inputs are borrowed, the result is owned."""
-        self.order.append(node)
+        return self.call_op([node], ins)[0]
+
+    def call_op(self, nodes: list, ins: list) -> list:
+        """One call of an op, with one result per node (a split's chunks are one call)."""
+        node = nodes[0]
+        self.order.extend(nodes)
         params = tuple(math.prod(shape) * self.isz for _, shape, buf in _tensors(node) if not buf)
         needs = tuple(v.fn is not None for v in ins)
         ctx = MemCtx(tuple(_shape(i) for i in node.inputs), _shape(node), node.attrs, self.n, self.isz, self.train,
-                     needs, params, node in self.in_place)
+                     needs, params, node in self.in_place, tuple(v.layout for v in ins), self.mode)
+        self.ctxs[node] = ctx
         fwd, bwd = rule(node, ctx)
-        rec = _Record(node.name, ctx, bwd, [v.fn for v in ins]) if (
+        rec = _Record(node.name, ctx, bwd, [v.source for v in ins], slots=len(nodes)) if (
             self.train and bwd is not None and (any(needs) or params)) else None
-        sid = self._run_forward(fwd, node.name, {f"x{i}": v.sid for i, v in enumerate(ins)}, rec)
+        results = self._run_forward(fwd, node.name, {f"x{i}": v for i, v in enumerate(ins)}, rec)
         if rec is None:
-            return _Value(sid, ins[0].fn if bwd is None else None)
+            return [_Value(sid, ins[0].fn if bwd is None else None, ins[0].slot, layout) for sid, layout in results]
         self.records.append(rec)
         self.kept_by_node.setdefault(node, set()).update(rec.kept.values())
         self.kept_ever.update(rec.kept.values())
-        return _Value(sid, rec)
+        return [_Value(sid, rec, j, layout) for j, (sid, layout) in enumerate(results)]
 
-    def _run_forward(self, fwd: tuple, where: str, inputs: dict, rec) -> int:
-        """Execute a forward program; returns the result's storage, with a reference for the caller."""
+    def _run_forward(self, fwd: tuple, where: str, inputs: dict, rec) -> list:
+        """Execute a forward program; returns each result's (storage, layout), each storage with a
+        reference for the caller."""
         sim = self.sim
-        temps: dict = {}
-        result = None
+        temps: dict = {}  # tag -> (storage, layout)
+        results = []
         for ins in fwd:
             if ins[0] == "k":
-                for tag, nbytes in ins[1:]:
-                    temps[tag] = sim.alloc(nbytes)
+                for tag, nbytes, *layout in ins[1:]:
+                    temps[tag] = (sim.alloc(nbytes), layout[0] if layout else None)
                 sim.mark(where)
             elif ins[0] == "keep" and rec is not None:
                 for tag in ins[1:]:
-                    rec.kept[tag] = temps[tag] if tag in temps else inputs[tag]
+                    rec.kept[tag] = temps[tag][0] if tag in temps else inputs[tag].sid
                     sim.inc(rec.kept[tag])
             elif ins[0] == "drop":
                 for tag in ins[1:]:
-                    sim.dec(temps.pop(tag))
+                    sim.dec(temps.pop(tag)[0])
             elif ins[0] == "ret":
-                result = ins[1]
-        if result in temps:
-            sid = temps.pop(result)
-        else:
-            sid = inputs[result]
-            sim.inc(sid)
-        for left in temps.values():  # what nothing keeps dies with the op
+                _, tag, layout = ins
+                if tag in temps:
+                    sid, own = temps.pop(tag)
+                else:  # the input itself, or a view of it
+                    sid, own = inputs[tag].sid, inputs[tag].layout
+                    sim.inc(sid)
+                results.append((sid, own if layout is ... else layout))
+        for left, _ in temps.values():  # what nothing keeps dies with the op
             sim.dec(left)
-        return sid
+        return results
 
     # -- the training step: forward, loss, backward, optimizer --
     def step(self, optimizer: str, params: list) -> None:
@@ -442,7 +504,7 @@ class _Run:
         nc = self.n * math.prod(classes) * self.isz
         ctx = MemCtx((classes,), (), {}, self.n, self.isz, True, (True,), ())
         rec = _Record("loss", ctx, (k(("gn", nc)), done("g", "tw"), k(("gl", nc)), grad(0, "gl"), done("gn", "ls")),
-                      [out.fn])
+                      [out.source])
         sim = self.sim
         ls = sim.alloc(nc)
         sim.mark("cross_entropy")
@@ -461,7 +523,7 @@ class _Run:
         """An op on 0-dim losses (a weight, a sum); its inputs are temporaries that die here."""
         sim = self.sim
         ctx = MemCtx(tuple(() for _ in ins), (), {}, 1, self.isz, True, tuple(True for _ in ins), ())
-        rec = _Record(what, ctx, bwd(ctx), [v.fn for v in ins])
+        rec = _Record(what, ctx, bwd(ctx), [v.source for v in ins])
         out = sim.alloc(self.isz)
         sim.mark(what)
         for v in ins:
@@ -477,7 +539,7 @@ class _Engine:
     def __init__(self, sim: _Sim, inplace_accumulation: bool):
         self.sim = sim
         self.inplace_accumulation = inplace_accumulation
-        self.buffers: dict = {}  # record -> the gradient waiting for it
+        self.buffers: dict = {}  # (record, result) -> the gradient waiting for it
 
     def backward(self, loss: _Value, records: list, isz: int) -> None:
         """``loss.backward()``; the seed gradient is held by Python until backward returns."""
@@ -485,29 +547,31 @@ class _Engine:
         seed = sim.alloc(isz)
         sim.mark("loss.backward")
         sim.inc(seed)
-        self.buffers = {loss.fn: _Grad(seed, isz)}
+        self.buffers = {loss.source: _Grad(seed, isz)}
         for rec in reversed(records):
-            g = self.buffers.pop(rec, None)
-            if g is not None:
-                _Node(self, rec, g).run()
+            grads = [self.buffers.pop((rec, j), None) for j in range(rec.slots)]
+            if any(g is not None for g in grads):
+                _Node(self, rec, grads).run()
         sim.dec(seed)
         sim.dec(loss.sid)
 
     def deliver(self, queue: list, where: str) -> None:
         """Each gradient reaches the node that made the input: stored if it is the first, else added,
-        in place when the engine holds the only reference to the first (InputBuffer::accumulate)."""
+        in place when it is dense and the engine holds the only reference to it (InputBuffer::
+        accumulate; never a view, whose base holds its storage too), else into a new tensor."""
         sim = self.sim
         still: list = []  # outputs the engine's vector holds until the node is done
-        for fn, val in queue:
-            old = self.buffers.get(fn)
-            if fn is None:
+        for src, val in queue:
+            old = self.buffers.get(src)
+            if src is None:
                 sim.dec(val.sid)
             elif old is None:
-                self.buffers[fn] = val
+                self.buffers[src] = val
             else:
                 still.append(val)
-                if not (self.inplace_accumulation and old.dense and sim.refs[old.sid] == 1):  # else old.add_(new)
-                    self.buffers[fn] = _Grad(sim.alloc(old.nbytes), old.nbytes)
+                if not (self.inplace_accumulation and old.reusable and sim.refs[old.sid] == 1):  # else old.add_(new)
+                    layout = iterated(old.shape, [(old.shape, old.layout), (val.shape, val.layout)])
+                    self.buffers[src] = _Grad(sim.alloc(old.nbytes), old.nbytes, old.shape, layout)
                     sim.mark(where)
                     sim.dec(old.sid)
         for val in still:
@@ -517,17 +581,22 @@ class _Engine:
 class _Node:
     """One autograd node running its backward program."""
 
-    def __init__(self, engine: _Engine, rec: _Record, g: _Grad):
+    def __init__(self, engine: _Engine, rec: _Record, grads: list):
         self.engine = engine
         self.sim = engine.sim
         self.rec = rec
         self.temps: dict = {}
         self.kept = dict(rec.kept)
-        self.holding = {"g": g}
+        if rec.slots == 1:
+            self.holding = {"g": grads[0]}
+            self.program = rec.bwd(grads[0].layout) if callable(rec.bwd) else rec.bwd
+        else:  # one node for several results: what reached each, False for none
+            self.holding = {f"g{j}": g for j, g in enumerate(grads) if g is not None}
+            self.program = rec.bwd([False if g is None else g.layout for g in grads])
         self.queue: list = []
 
     def run(self) -> None:
-        for ins in self.rec.bwd:
+        for ins in self.program:
             getattr(self, "_" + ins[0])(*ins[1:])
         for t in self.temps.values():
             self.sim.dec(t.sid)
@@ -537,19 +606,23 @@ class _Node:
             self.sim.dec(h.sid)
 
     def _k(self, *allocs) -> None:
-        for tag, nbytes in allocs:
-            self.temps[tag] = _Grad(self.sim.alloc(nbytes), nbytes)
+        for tag, nbytes, *layout in allocs:
+            self.temps[tag] = _Grad(self.sim.alloc(nbytes), nbytes, (), layout[0] if layout else None)
         self.sim.mark(self.rec.where)
 
-    def _grad(self, i: int, tag: str, how: str) -> None:
+    def _grad(self, i: int, tag: str, how: str, layout) -> None:
+        ctx = self.rec.ctx
+        shape = (ctx.n, *ctx.ins[i]) if ctx.ins[i] else ()
         if how == "own":
-            val = self.temps.pop(tag)
+            t = self.temps.pop(tag)
+            val = _Grad(t.sid, t.nbytes, shape, t.layout)
         else:  # the same tensor, or a view of it: another reference to its storage
             src = self.holding[tag] if tag in self.holding else self.temps[tag]
             self.sim.inc(src.sid)
-            ctx = self.rec.ctx
-            dense = how != "slice" or ctx.n == 1 or len(ctx.ins) == 1
-            val = _Grad(src.sid, ctx.bytes(ctx.ins[i]), dense)
+            if how == "slice":  # a channel slice keeps the strides of the whole gradient
+                layout = contiguous((ctx.n, *ctx.out)) if src.layout is None else src.layout
+            val = _Grad(src.sid, ctx.bytes(ctx.ins[i]), shape, src.layout if layout is ... else layout,
+                        how != "pass" or src.view)
         self.queue.append((self.rec.fns[i], val))
 
     def _pgrad(self, *tags) -> None:
@@ -566,7 +639,7 @@ class _Node:
                 self.sim.dec(self.holding.pop(tag).sid)
 
     def _done(self, *tags) -> None:
-        self._drop(*(tags or ["g", *self.kept]))
+        self._drop(*(tags or [*self.holding, *self.kept]))
         self.engine.deliver(self.queue, self.rec.where)
         self.queue = []
 

@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass
 
 from .errors import LoadError, Loc, UsageError
-from .memory import DTYPES, INDEX_BYTES, enclosing, rule
-from .ops import OPS, MemCtx
+from .memory import DTYPES, INDEX_BYTES, contexts, enclosing, rule
+from .ops import OPS
 
 
 @dataclass(frozen=True)
@@ -111,16 +111,17 @@ class Estimate:
                 "estimate": True}
 
 
-def _cost(node, batch: int, isz: int) -> tuple:
-    """(FLOPs, bytes moved) of one layer at ``batch``."""
+def _cost(node, ctx) -> tuple:
+    """(FLOPs, bytes moved) of one layer, from the MemCtx of its call in an eval forward."""
     op = OPS[node.op]
     ins = [i.meta["shape"] for i in node.inputs]
     shape = node.meta["shape"]
+    batch, isz = ctx.n, ctx.isz
     flops = batch * op.flops(ins, shape, node.attrs)
-    fwd, _ = rule(node, MemCtx(tuple(ins), shape, node.attrs, batch, isz, needs=(False,) * len(ins)))
-    # written: what the op allocates (max pooling's indices, a composite's temporaries included),
-    # or its output when it works in place; a view or the identity moves nothing
-    written = sum(nbytes for step in fwd if step[0] == "k" for _, nbytes in step[1:])
+    fwd, _ = rule(node, ctx)
+    # written: what the op allocates (max pooling's indices, a composite's temporaries, a copy that
+    # a reshape needs included), or its output when it works in place; a view or the identity moves nothing
+    written = sum(alloc[1] for step in fwd if step[0] == "k" for alloc in step[1:])
     if not written and flops:
         written = batch * math.prod(shape) * isz
     if not written:
@@ -139,10 +140,11 @@ def estimate(c, device: Device, batch: int = 1, dtype: str = "float32") -> Estim
     isz = DTYPES[dtype]
     peak, bw = device.peak_flops[dtype], device.bandwidth
     layers, own = {}, {}
+    ctxs = contexts(c, batch, isz)
     for node in g:
         if node.op == "input" or node.part != "main":
             continue
-        flops, nbytes = _cost(node, batch, isz)
+        flops, nbytes = _cost(node, ctxs[node]) if node in ctxs else (0, 0)  # a functional identity runs nothing
         compute, memory = flops / peak, nbytes / bw
         time_s = max(compute, memory)
         layers[node.name] = {"flops": flops, "bytes": nbytes, "intensity": flops / nbytes if nbytes else None,

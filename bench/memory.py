@@ -39,7 +39,7 @@ def child(spec: str, batch: int, profiler: bool) -> dict:
     x = torch.randn(batch, *c.graph.input_shape)
     target = torch.randint(0, nc, (batch,))
     real = measure(c, batch, optimizer="sgd")
-    mode = measure(c, batch, optimizer="sgd", inplace_accumulation=False)
+    mode = measure(c, batch, optimizer="sgd", dispatch_mode=True)
     out = {"spec": spec, "batch": batch,
            "static": {"eval_peak": real.inference_peak, "saved": real.saved_bytes,
                       "step_peak": real.training_peak, "step_peak_mode": mode.training_peak}}

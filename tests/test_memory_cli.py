@@ -125,13 +125,20 @@ def test_diff_memory_deltas_are_the_static_figures(cli, compiled):
     assert norm1["saved_delta"] == -a.modules["norm1"]["saved_bytes"] and norm1["saved_bytes"]["b"] is None
 
 
-def test_a_network_memory_cannot_count_is_a_located_error(cli, tmp_path):
-    """An op without a memory rule refuses memory and time for its spec (status 1, at the op), and
-    the plain check of the same spec still works."""
+def test_a_network_memory_cannot_count_is_a_located_error(tmp_path, monkeypatch, capsys):
+    """An op without a memory rule (every op of the catalog has one today: a new op before its rule
+    is written, here silu's taken away) refuses memory and time for its spec (status 1, at the op),
+    and the plain check of the same spec still works."""
+    import dataclasses
+
+    from archspec import ops
+    from archspec.cli import main
+
+    monkeypatch.setitem(ops.OPS, "silu", dataclasses.replace(ops.OPS["silu"], memory=None))
     spec = tmp_path / "silu_net.yaml"
     spec.write_text("archspec: 1\nname: silu_net\ninput: [3, 8, 8]\nnum_classes: 4\n"
                     "layers:\n  - conv: conv2d(4, 3)\n  - silu\n  - flatten\n  - fc: linear(num_classes)\n")
-    proc = cli("check", spec, "--batch", "2")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert f"{spec}:7:5: error: /silu: silu has no memory rule yet" in proc.stderr
-    assert cli("check", spec).returncode == 0
+    assert main(["check", str(spec), "--batch", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:7:5: error: /silu: silu has no memory rule yet" in err and "Traceback" not in err
+    assert main(["check", str(spec)]) == 0
