@@ -292,6 +292,7 @@ class _Value:
     fn: object = None  # the record whose output this is, when autograd tracks it
     slot: int = 0  # which of the record's results
     layout: tuple | None = None  # strides (ops.py, "layouts"); None: contiguous
+    view: bool = False  # a view of another tensor (an in-place op on it costs more in backward)
 
     @property
     def source(self):
@@ -427,22 +428,23 @@ class _Run:
         params = tuple(math.prod(shape) * self.isz for _, shape, buf in _tensors(node) if not buf)
         needs = tuple(v.fn is not None for v in ins)
         ctx = MemCtx(tuple(_shape(i) for i in node.inputs), _shape(node), node.attrs, self.n, self.isz, self.train,
-                     needs, params, node in self.in_place, tuple(v.layout for v in ins), self.mode)
+                     needs, params, node in self.in_place, tuple(v.layout for v in ins), self.mode,
+                     tuple(v.view for v in ins))
         self.ctxs[node] = ctx
         fwd, bwd = rule(node, ctx)
         rec = _Record(node.name, ctx, bwd, [v.source for v in ins], slots=len(nodes)) if (
             self.train and bwd is not None and (any(needs) or params)) else None
         results = self._run_forward(fwd, node.name, {f"x{i}": v for i, v in enumerate(ins)}, rec)
         if rec is None:
-            return [_Value(sid, ins[0].fn if bwd is None else None, ins[0].slot, layout) for sid, layout in results]
+            return [_Value(sid, ins[0].fn if bwd is None else None, ins[0].slot, *result) for sid, *result in results]
         self.records.append(rec)
         self.kept_by_node.setdefault(node, set()).update(rec.kept.values())
         self.kept_ever.update(rec.kept.values())
-        return [_Value(sid, rec, j, layout) for j, (sid, layout) in enumerate(results)]
+        return [_Value(sid, rec, j, *result) for j, (sid, *result) in enumerate(results)]
 
     def _run_forward(self, fwd: tuple, where: str, inputs: dict, rec) -> list:
-        """Execute a forward program; returns each result's (storage, layout), each storage with a
-        reference for the caller."""
+        """Execute a forward program; returns each result's (storage, layout, whether a view), each
+        storage with a reference for the caller."""
         sim = self.sim
         temps: dict = {}  # tag -> (storage, layout)
         results = []
@@ -461,11 +463,11 @@ class _Run:
             elif ins[0] == "ret":
                 _, tag, layout = ins
                 if tag in temps:
-                    sid, own = temps.pop(tag)
+                    (sid, own), view = temps.pop(tag), False
                 else:  # the input itself, or a view of it
-                    sid, own = inputs[tag].sid, inputs[tag].layout
+                    sid, own, view = inputs[tag].sid, inputs[tag].layout, inputs[tag].view
                     sim.inc(sid)
-                results.append((sid, own if layout is ... else layout))
+                results.append((sid, own, view) if layout is ... else (sid, layout, True))
         for left, _ in temps.values():  # what nothing keeps dies with the op
             sim.dec(left)
         return results

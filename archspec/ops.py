@@ -512,6 +512,7 @@ class MemCtx:
     inplace: bool = False  # an op the generated code writes in place
     layouts: tuple = ()  # per input: its layout (None: contiguous)
     mode: bool = False  # a TorchDispatchMode is active (the oracle): every tensor is subclass-like
+    views: tuple = ()  # per input: whether it is a view of another tensor
 
     def bytes(self, shape, isz: int | None = None) -> int:
         return self.n * math.prod(shape) * (isz or self.isz)
@@ -551,8 +552,8 @@ def drop(*tags) -> tuple:
 
 
 def ret(tag: str, layout=...) -> tuple:
-    """The op's result: a tensor it allocated, or an input (in place, or a view of it: then
-    ``layout`` gives the view's strides). A call with several results has one ``ret`` each."""
+    """The op's result: a tensor it allocated, or an input (in place); with ``layout``, a view of
+    it with these strides. A call with several results has one ``ret`` each."""
     return ("ret", tag, layout)
 
 
@@ -598,16 +599,28 @@ def _mem_indexed(m):
 
 
 def _mem_adaptive_avg(m):
-    """Output 1x1 is a mean over H, W, which keeps nothing; other sizes keep the input."""
-    return _mem_new(() if tuple(pair(m.attrs["output_size"])) == (1, 1) else ("x0",))(m)
+    """Output 1x1 is a mean over H, W, which keeps nothing; other sizes keep the input. Of a
+    channels-last map, the mean is restrided in place (``as_strided_``), whose backward first
+    makes a zero tensor of the result's size for the gradient, then the mean's backward divides."""
+    if tuple(pair(m.attrs["output_size"])) != (1, 1):
+        return _mem_new(("x0",))(m)
+    fwd, bwd = _mem_new(())(m)
+    if m.like(0) is None:
+        return fwd, bwd
+    return fwd, (k(("z", m.bytes(m.out))), drop("g"), k(("gx", m.bytes(m.ins[0]), m.like(0, m.ins[0]))), drop("z"),
+                 grad(0, "gx"), done())
 
 
 def _input_grad(m, layout=None) -> list:
     return [("gx", m.bytes(m.ins[0]), layout)] if m.needs[0] else []
 
 
-def _grad0(m) -> list:
-    return [grad(0, "gx")] if m.needs[0] else []
+def _grad0(m, view=...) -> list:
+    """The input's gradient ("gx"), or with ``view`` a view of it with that layout (it is then a
+    view of a gradient, which autograd never adds to in place)."""
+    if not m.needs[0]:
+        return []
+    return [grad(0, "gx")] if view is ... else [grad(0, "gx", "view", view)]
 
 
 def _param_tags(m) -> list:
@@ -650,29 +663,21 @@ def _mm_grad(strides, rows):
     return (1, rows) if strides[0] == 1 and strides[1] == rows else None
 
 
-def _chained(shape, layout) -> bool:
-    """matmul's should_fold: the leading dimensions (all but the last two) fold into rows."""
-    st = _st(shape, layout)
-    return all(st[i] == st[i + 1] * shape[i + 1] for i in range(len(shape) - 2))
-
-
 def _mem_linear_nd(m):
     """at::linear over the last dimension of an N x ... x C tensor. With a bias and a contiguous
     input: addmm on a view of it, as for a flat input. Otherwise matmul: the input folded into rows
-    (a view where its strides allow, else a contiguous copy, which autograd keeps instead of it;
-    bmm's path in eval folds only the leading dimensions, with the same bytes),
+    (a view where its strides allow, else a contiguous copy, which autograd keeps instead of it),
     mm, and the bias added in place (out of place under a TorchDispatchMode, which makes every
     tensor subclass-like). Backward reshapes the gradient into rows, a copy where its strides need one."""
     src = m.full(m.ins[0])
     rows, bias = math.prod(src[:-1]), len(m.params) > 1
     addmm = bias and is_contiguous(src, m.layout(0))
-    # matmul folds the input into rows when the weight wants a gradient (training) or the leading
-    # dimensions chain; otherwise it takes bmm's path, folding all but the last two
-    fold = m.train or _chained(src, m.layout(0))
-    target = (rows, src[-1]) if fold else (math.prod(src[:-2]), src[-2], src[-1])
+    # matmul folds the input into rows, as the weight requires grad (weight.t() does too, a view of
+    # it, even under no_grad); a weight that does not would take bmm's path
+    target = (rows, src[-1])
     folded = view_strides(src, m.layout(0), target)
     copy = not addmm and folded is None
-    gx = _mm_grad(folded or contiguous(target), rows) if fold else None  # viewed back to the input's shape
+    gx = _mm_grad(folded or contiguous(target), rows)  # handed on as a view of the input's shape
     out = m.bytes(m.out)
     fwd = [k(("xc", m.bytes(m.ins[0])))] if copy else []
     fwd += [k(("out", out)), keep("xc" if copy else "x0"), *([drop("xc")] if copy else [])]  # matmul's temporary
@@ -686,12 +691,13 @@ def _mem_linear_nd(m):
         steps = [k(("p1", m.params[1])), pgrad("p1")] if bias and not addmm else []  # AddBackward0 runs first
         if view_strides(m.full(m.out), gs, (rows, m.out[-1])) is None:
             steps += [k(("g2", out)), drop("g")]
-        grads = [k(*_input_grad(m, gx and view_strides(target, gx, src)))] if m.needs[0] else []
+        grads = [k(*_input_grad(m, gx))] if m.needs[0] else []
         if addmm:
             steps += [*grads, k(("p0", m.params[0])), k(("p1", m.params[1]))]
         else:  # mm: the weight's gradient first
             steps += [k(("p0", m.params[0])), *grads]
-        return (*steps, *_grad0(m), pgrad(*(tags if addmm else tags[:1])), done("g", "g2", *(["xc"] if copy else ["x0"])))
+        return (*steps, *_grad0(m, view_strides(target, gx, src)), pgrad(*(tags if addmm else tags[:1])),
+                done("g", "g2", *(["xc"] if copy else ["x0"])))
     return tuple(fwd), bwd
 
 
@@ -718,8 +724,20 @@ def _mem_relu(m):
     else:
         saved = m.elementwise()
         fwd = (k(("out", m.bytes(m.out), saved)), keep("out"), ret("out"))
+    if m.inplace and m.views[0] and m.needs[0]:
+        return fwd, _on_view(m)
     return fwd, lambda gs: (k(("gx", m.bytes(m.ins[0]), m.elementwise((m.out, saved), (m.out, gs)))), grad(0, "gx"),
                             done())
+
+
+def _on_view(m) -> tuple:
+    """The backward of an op run in place on a view (layernorm2d's result): the view's node
+    (AsStridedBackward) copies the gradient into zeros of the base's size; the base's (CopySlices)
+    copies that into a new tensor of the base's size, runs the op's backward on a contiguous clone
+    of the view's part, copies the result back and hands the base's gradient on."""
+    nb = m.bytes(m.ins[0])
+    return (k(("z", nb)), drop("g"), k(("base", nb, m.layout(0))), k(("part", nb)), k(("gx", nb)),
+            drop("part", "gx", "z"), grad(0, "base"), done())
 
 
 def _mem_act(saves="x0", saved_first=False):
@@ -735,6 +753,8 @@ def _mem_act(saves="x0", saved_first=False):
                 return (ret("x0"),), None
             saved = m.elementwise()  # clone() keeps the input's layout
             fwd = (k(("orig", nb, saved)), keep("orig"), ret("x0"))
+            if m.views[0]:
+                return fwd, _on_view(m)
         else:
             out = m.elementwise()
             saved = out if saves == "out" else m.layout(0)
@@ -754,7 +774,7 @@ def _mem_softmax(m):
     return (k(("out", nb)), keep("out"), ret("out")), (k(("gx", nb)), grad(0, "gx"), done())
 
 
-def _mem_layernorm(m, out_layout=None, rows=None):
+def _mem_layernorm(m, out_layout=None, rows=None, view=...):
     """native_layer_norm returns its (contiguous) result and the mean and reciprocal std of each
     normalised row, in the input's dtype on the CPU (CUDA keeps float32 for half precision), also
     in eval, where they die at once; autograd keeps the input (a view of it is its storage), the
@@ -763,15 +783,18 @@ def _mem_layernorm(m, out_layout=None, rows=None):
     fwd = (k(("out", m.bytes(m.out), out_layout), ("mean", rows * m.isz), ("rstd", rows * m.isz)),
            keep("x0", "mean", "rstd"), ret("out"))
     tags = _param_tags(m)
-    return fwd, (k(*_input_grad(m, out_layout), *zip(tags, m.params)), *_grad0(m), pgrad(*tags), done())
+    return fwd, (k(*_input_grad(m, out_layout), *zip(tags, m.params)), *_grad0(m, view), pgrad(*tags), done())
 
 
 def _mem_layernorm2d(m):
     """The generated LayerNorm2d: permute to channels last (a view), layer_norm over the channels,
     permute back (a view of the contiguous N x H x W x C result: a channels-last map). Backward:
-    the same views of the gradient around one layer_norm backward call."""
+    the same views of the gradient around one layer_norm backward call (the input's gradient a
+    view too)."""
     _, h, w = m.ins[0]
-    return _mem_layernorm(m, channels_last(m.full(m.out)), m.n * h * w)
+    cl = channels_last(m.full(m.out))
+    fwd, bwd = _mem_layernorm(m, cl, m.n * h * w, view=cl)
+    return (*fwd[:-1], ret("out", cl)), bwd
 
 
 def _mem_groupnorm(m):
