@@ -41,7 +41,7 @@ def child(spec: str, batch: int, profiler: bool) -> dict:
     real = measure(c, batch, optimizer="sgd")
     mode = measure(c, batch, optimizer="sgd", dispatch_mode=True)
     out = {"spec": spec, "batch": batch,
-           "static": {"eval_peak": real.inference_peak, "saved": real.saved_bytes,
+           "static": {"eval_peak": mode.inference_peak, "saved": real.saved_bytes,
                       "step_peak": real.training_peak, "step_peak_mode": mode.training_peak}}
     t = time.perf_counter()
     model = cls(num_classes=nc, **({"aux_logits": False} if c.expanded.aux else {}))
