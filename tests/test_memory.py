@@ -189,6 +189,30 @@ def test_figures_by_hand(compiled):
     assert measure(c, batch=4, dtype="bfloat16").params_eval_bytes == 970 * 2
 
 
+def test_new_rules_by_hand(tmp_path):
+    """Figures of issue 11's ops worked out by hand: an in-place SiLU keeps a clone of its input,
+    layernorm2d its input and one mean and rstd per pixel, a linear over the channels of its
+    permuted (contiguous) result that result, a view; the roofline charges a view nothing."""
+    from archspec.roofline import estimate, load_device
+
+    spec = tmp_path / "by_hand.yaml"
+    spec.write_text("archspec: 1\nname: by_hand\ninput: [4, 4, 4]\nnum_classes: 3\nlayers:\n"
+                    "  - c: conv2d(4, 1)\n  - silu\n  - ln: layernorm2d\n  - permute((0, 2, 3, 1))\n"
+                    "  - fc1: linear(8)\n  - flatten\n  - fc: linear(num_classes)\n")
+    c = compile_spec(str(spec))
+    m = measure(c, batch=2, optimizer="sgd")
+    act = 2 * 4 * 4 * 4 * 4  # N x C x H x W float32
+    assert m.layers["/silu"]["saved_bytes"] == act
+    assert m.layers["ln"]["saved_bytes"] == act + 2 * (2 * 4 * 4 * 4)  # the input, mean and rstd
+    assert m.layers["fc1"]["saved_bytes"] == act  # ln's result, permuted: contiguous, a view
+    assert m.layers["/flatten"]["saved_bytes"] == 0
+    t = estimate(c, load_device("cpu-epyc-2core"), batch=2)
+    assert t.layers["/permute"]["bytes"] == 0 and t.layers["/permute"]["flops"] == 0
+    assert t.layers["ln"]["flops"] == 7 * 2 * 4 * 4 * 4  # statistics and normalising (5), weight, bias
+    assert t.layers["ln"]["bytes"] == act + act + 2 * 2 * 4 * 4 * 4 + 2 * 4 * 4  # in, out, mean, rstd, weights
+    assert t.layers["/silu"]["bytes"] == 2 * act  # in place: read and written
+
+
 def test_every_op_has_a_memory_rule():
     """The catalog's ops all have a memory rule (the network's input is no call)."""
     from archspec.ops import OPS
