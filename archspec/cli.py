@@ -175,19 +175,14 @@ def resolve_specs(args: list) -> list:
     (``googlenet``, ``inception_v3.yaml`` or ``specs/resnet50.yaml`` work from any directory);
     no argument means every spec under ./specs, else every stock spec."""
     from .pipeline import spec_files
-    from .resources import stock_dir
+    from .resources import stock_dir, stock_file
 
     if not args:
         return spec_files("specs") if os.path.isdir("specs") else spec_files(stock_dir())
     out = []
     for arg in args:
-        if not os.path.exists(arg):
-            base = os.path.basename(arg)
-            stock = os.path.join(stock_dir(), base if base.endswith((".yaml", ".yml")) else base + ".yaml")
-            if os.path.isfile(stock) and os.sep not in os.path.relpath(stock, stock_dir()):
-                out.append(stock)
-                continue
-        out.append(arg)
+        stock = stock_file(arg) if not os.path.exists(arg) else None
+        out.append(stock or arg)
     return out
 
 

@@ -14,6 +14,7 @@ import yaml
 from .errors import ErrorList, LoadError, Loc, SpecError
 from .exprs import MAX_INT
 from .files import NotAFile, TooLarge, read_bounded
+from .resources import STOCK_PREFIX, missing_message, not_stock_message, stock_dir, stock_file, stock_ref
 
 MAX_FILE_BYTES = 1_000_000  # a spec is text written by people or scripts; 1 MB is generous
 MAX_NODES = 200_000  # values after alias expansion
@@ -329,18 +330,44 @@ class _Resolver:
         self.root = os.path.realpath(root)
         self.files: list[str] = []
 
-    def resolve_ref(self, base_file: str, ref, where: Loc) -> str:
+    def resolve_ref(self, base_file: str, ref, where: Loc, kind: str = "use") -> str:
+        """The file a ``use:`` or ``extends:`` reference names: ``stock:PATH`` (a file of the stock
+        specs), a path relative to the file that holds it, confined to the root (the stock
+        directory for a stock file), or for ``extends:``, a bare stock spec name (``inception_v3``)."""
         if not isinstance(ref, str) or not ref.strip():
             raise SpecError("expected a relative path to a spec file", where)
         if "\x00" in ref:
             raise SpecError(f"path '{ref}' contains a NUL byte", where)
+        if ref.startswith(STOCK_PREFIX):
+            stock = stock_ref(ref)
+            if stock is None:
+                raise SpecError(not_stock_message(ref), where)
+            return stock
         if os.path.isabs(ref):
             raise SpecError(f"absolute path '{ref}' is not allowed; use a path relative to the spec", where)
         target = os.path.normpath(os.path.join(os.path.dirname(base_file), ref))
+        bare = "/" not in ref and os.sep not in ref
+        if kind == "extends" and bare and not os.path.lexists(target):
+            stock = stock_file(ref)
+            if stock is None:
+                raise SpecError(missing_message(ref), where)
+            return stock
+        root = self.root_of(base_file)
         real = os.path.realpath(target)
-        if os.path.commonpath([real, self.root]) != self.root:
-            raise SpecError(f"'{ref}' leaves the spec's root directory {_rel(self.root)}", where)
+        if os.path.commonpath([real, root]) != root:
+            hint = f" (from any folder, a stock file is {STOCK_PREFIX}{_stock_rel(real)})" \
+                if _stock_rel(real) else ""
+            raise SpecError(f"'{ref}' leaves the spec's root directory {_rel(root)}{hint}", where)
         return target
+
+    def root_of(self, file: str) -> str:
+        """The directory a file's references are confined to: the stock specs' for a stock file
+        (``stock:lib/basic.yaml`` uses its neighbours), else the root of the spec being read."""
+        stock = os.path.realpath(stock_dir())
+        real = os.path.realpath(file)
+        if os.path.commonpath([real, stock]) == stock and os.path.commonpath([self.root, stock]) != stock:
+            return stock
+        return self.root
 
     def load(self, file: str, chain: tuple, where: Loc | None = None, kind: str = "spec") -> LDict:
         real = os.path.realpath(file)
@@ -399,7 +426,7 @@ class _Resolver:
 
     def extend(self, file: str, data: LDict, chain: tuple) -> LDict:
         where = data.loc_of("extends")
-        target = self.resolve_ref(file, data["extends"], where)
+        target = self.resolve_ref(file, data["extends"], where, kind="extends")
         parent = self.load(target, chain, where, kind="extends")
         return apply_variant(parent, data)
 
@@ -597,6 +624,14 @@ def _apply_edit(layers: _EditList, op, at: Loc) -> None:
         layers.insert_before(layers.next[node] if key == "after" else node, new_items("insert"))
     else:
         raise SpecError("an edit needs one of replace, remove, after, before", at)
+
+
+def _stock_rel(real: str) -> str | None:
+    """A path's name under the stock specs (``lib/basic.yaml``), None outside them."""
+    stock = os.path.realpath(stock_dir())
+    if os.path.commonpath([real, stock]) != stock or not os.path.isfile(real):
+        return None
+    return os.path.relpath(real, stock).replace(os.sep, "/")
 
 
 def _rel(path: str) -> str:

@@ -139,18 +139,9 @@ def _blame_overrides(exc: ArchspecError, overrides: dict) -> None:
 
 def missing_spec_message(file: str) -> str:
     """No such file; for a bare name, the stock spec it may have meant and the list of them."""
-    import difflib
+    from .resources import missing_message
 
-    from .resources import stock_dir
-
-    message = f"no such file: {file}"
-    if os.sep in file or (os.altsep and os.altsep in file):
-        return message
-    names = [os.path.splitext(os.path.basename(p))[0] for p in spec_files(stock_dir())]
-    stem = os.path.splitext(file)[0]
-    close = difflib.get_close_matches(stem, names, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    return f"{message}, nor a stock spec{hint} (stock specs: {', '.join(names)})"
+    return missing_message(file)
 
 
 @contextmanager

@@ -165,9 +165,11 @@ def schema() -> dict:
         "anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}],
     }
     # Resolved by load before validation.
-    props["use"] = {"description": "library files whose blocks this spec uses (paths relative to it)",
+    props["use"] = {"description": "library files whose blocks this spec uses (paths relative to it, or stock:PATH "
+                                   "for a stock library: stock:lib/basic.yaml)",
                     "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
-    props["extends"] = {"type": "string", "description": "a parent spec: this file overrides its fields (a variant)"}
+    props["extends"] = {"type": "string", "description": "a parent spec: this file overrides its fields (a variant); "
+                                                         "a path, stock:PATH or a stock spec's name (inception_v3)"}
     props["edit"] = {"type": "array", "items": _ref("Edit"), "description": "changes to the parent's layers"}
     network = s.pop("required")
     s["anyOf"] = [

@@ -305,6 +305,92 @@ def test_a_name_that_is_no_file_gets_the_stock_names(cli_here, tmp_path, monkeyp
     assert far.stderr.strip() == f"yolo: error: no such file: yolo, nor a stock spec (stock specs: {stock})"
 
 
+# --- reuse from any folder: stock specs and libraries (issue 11 item 4) ----------------------------
+
+def _write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def test_a_variant_extends_a_stock_spec_by_name_from_any_folder(cli_here, tmp_path, monkeypatch):
+    from archspec.pipeline import compile_spec
+    from archspec.resources import stock_file
+
+    monkeypatch.chdir(tmp_path)  # outside the repository
+    _write(tmp_path, "my_v3.yaml", "archspec: 1\nextends: inception_v3\nname: my_v3\nnum_classes: 10\n")
+    mine = compile_spec("my_v3.yaml").analysis.totals
+    stock = compile_spec(stock_file("inception_v3"), num_classes=10).analysis.totals
+    assert (mine.params, mine.macs) == (stock.params, stock.macs) == (24_371_444, 5_711_188_576)
+    proc = cli_here("check", "my_v3.yaml")
+    assert proc.returncode == 0 and "24,371,444" in proc.stdout
+
+
+def test_a_spec_uses_a_stock_library_by_its_prefix(cli_here, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, "mine.yaml", """archspec: 1
+name: mine
+input: [3, 16, 16]
+num_classes: 10
+use: [stock:lib/basic.yaml, stock:lib/resnet]
+layers:
+  - conv1: BasicConv2d(8, k=3)
+  - block: Bottleneck(2)
+  - avgpool: adaptive_avgpool2d(1)
+  - flatten
+  - fc: linear(num_classes)
+""")
+    proc = cli_here("check", "mine.yaml", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    # conv 3->8 3x3 no bias (216) + bn 16; Bottleneck(2): 8->2 1x1 (16) + bn 4, 2->2 3x3 (36) + bn 4,
+    # 2->8 1x1 (16) + bn 16, the identity shortcut; fc 8*10 + 10
+    assert json.loads(proc.stdout)["totals"]["params"] == 216 + 16 + 16 + 4 + 36 + 4 + 16 + 16 + 90
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("stock:lib/basics.yaml", "'stock:lib/basics.yaml' is not a stock spec or library; did you mean stock:lib/basic.yaml?"),
+    ("stock:../../etc/passwd", "'stock:../../etc/passwd' is not a stock spec or library"),
+    ("stock:", "'stock:' is not a stock spec or library"),
+])
+def test_a_stock_reference_that_names_no_stock_file(tmp_path, ref, message):
+    from archspec.errors import ArchspecError
+    from archspec.pipeline import compile_spec
+
+    spec = _write(tmp_path, "s.yaml", f"archspec: 1\nname: s\ninput: [3, 8, 8]\nuse: [{ref!r}]\nlayers: [relu]\n")
+    with pytest.raises(ArchspecError) as info:
+        compile_spec(str(spec))
+    assert info.value.message.startswith(message + " (stock specs: alexnet, googlenet")
+    assert "libraries: lib/basic.yaml, lib/inception_v4.yaml, lib/paper.yaml, lib/resnet.yaml" in info.value.message
+    assert (info.value.loc.line, info.value.loc.col) == (4, 7)
+
+
+def test_a_bare_parent_name_that_is_no_stock_spec(tmp_path):
+    from archspec.errors import ArchspecError
+    from archspec.pipeline import compile_spec
+
+    spec = _write(tmp_path, "v.yaml", "archspec: 1\nextends: inceptionv3\nname: v\n")
+    with pytest.raises(ArchspecError) as info:
+        compile_spec(str(spec))
+    assert info.value.message.startswith("no such file: inceptionv3, nor a stock spec; did you mean inception_v3?")
+    assert (info.value.loc.line, info.value.loc.col) == (2, 10)
+
+
+def test_the_python_api_takes_what_the_command_line_takes(tmp_path, monkeypatch):
+    import archspec
+    from archspec.generate import generate
+    from archspec.pipeline import compile_spec
+    from archspec.resources import stock_file
+
+    monkeypatch.chdir(tmp_path)
+    assert archspec.check("googlenet").analysis.totals.params == 13_004_888
+    assert archspec.check("specs/resnet18.yaml").analysis.totals.params == 11_689_512
+    assert archspec.build("alexnet") == generate(compile_spec(stock_file("alexnet")))
+    assert archspec.load("vgg16.yaml").name == "vgg16"
+    assert archspec.diff("googlenet_paper", "googlenet").totals()["params"]["delta"] == -373_392
+    with pytest.raises(archspec.ArchspecError, match="no such file: inceptionv3, nor a stock spec; did you mean"):
+        archspec.load("inceptionv3")
+
+
 def test_a_library_file_is_named_as_such(cli_here):
     proc = cli_here("check", "specs/lib/basic.yaml")
     assert proc.returncode == 1

@@ -25,7 +25,8 @@ CASES = {
     "not_mapping": "1:1: error: the top level of a spec must be a mapping",
     "duplicate_key": "10:3: error: duplicate key 'Stem' (first defined at line 6)",
     "absolute_use": "4:7: error: absolute path '/etc/archspec/basic.yaml' is not allowed; use a path relative to the spec",
-    "escaping_use": f"4:7: error: '../../../specs/lib/basic.yaml' leaves the spec's root directory {B}",
+    "escaping_use": f"4:7: error: '../../../specs/lib/basic.yaml' leaves the spec's root directory {B} (from any "
+                    "folder, a stock file is stock:lib/basic.yaml)",
     "flow_comma": "7:22: error: cannot parse call 'conv2d(8': '(' was never closed "
                   "(inside a YAML flow list [a, b] commas split items: quote the call or use a block list)",
     "flow_comma_mapping": "7:12: error: the call 'conv2d(8' is cut at a comma: inside YAML braces {a: b} commas "

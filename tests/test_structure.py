@@ -31,7 +31,7 @@ ALLOWED = {
     "graph": set(),
     "emit": {"errors", "ops", "resources", "version"},
     # the stages, each a function of the one before
-    "load": {"errors", "exprs", "files"},
+    "load": {"errors", "exprs", "files", "resources"},
     "validate": {"errors", "exprs", "load", "ops"},
     "transforms": {"errors", "exprs", "load", "ops", "text", "validate"},
     "expand": {"errors", "exprs", "ops", "validate"},
@@ -56,7 +56,7 @@ ALLOWED = {
     "measure": set(),
     "cli": {"build", "draw", "errors", "exprs", "files", "memory", "pipeline", "report", "resources", "roofline", "schema",
             "verify", "version"},
-    "__init__": {"deploy", "errors", "generate", "load", "pipeline", "validate", "version"},
+    "__init__": {"deploy", "errors", "generate", "load", "pipeline", "resources", "validate", "version"},
     "__main__": {"cli"},
 }
 
