@@ -500,8 +500,18 @@ def deploy_module(compiled, output: str = "generated") -> tuple:
         "has_conv": has_conv,
         "channels_last": has_conv,
         "training_class": class_name_of(spec),
+        "dtype_from": _dtype_from(compiled, dep),
     })
     return stamp(body, compiled.file, rebuild_command(compiled, True, output)), sum(layer.params for layer in dep.layers)
+
+
+def _dtype_from(compiled, dep: _Deploy) -> str | None:
+    """Where from_trained reads the model's floating-point type: its parameters; a network without
+    any (BatchNorm without affine values kept as it is), its floating-point buffers; none when the
+    deploy module holds no tensor to convert."""
+    if compiled.analysis.totals.params:
+        return "parameters"
+    return "buffers" if dep.layers else None
 
 
 def _helpers(dep: _Deploy) -> list:

@@ -192,7 +192,9 @@ class _Generator:
         block = self.blocks[call.name]
         self.ensure_class(call.name)
         in_src = self.check_symbolic(scope, rel, in_expr, loc)
-        args = [unparse(in_src)] + [unparse(a) for a in call.args] + [f"{k}={unparse(v)}" for k, v in call.kwargs]
+        first_kw = _keyword_only(block.args)
+        positional = [unparse(a) if j < first_kw else f"{block.args[j].name}={unparse(a)}" for j, a in enumerate(call.args)]
+        args = [unparse(in_src)] + positional + [f"{k}={unparse(v)}" for k, v in call.kwargs]
         out = self.out_channels.get(call.name)
         if out is not None:
             mapping = {"in_channels": in_src}
@@ -261,7 +263,10 @@ class _Generator:
         out = self.body(block.layers, self.first_steps(scope), "x", "x", ast.Name("in_channels", ast.Load()), scope, "")
         self.out_channels[name] = out
         params = ["self", "in_channels: int"]
-        for a in block.args:
+        first_kw = _keyword_only(block.args)
+        for j, a in enumerate(block.args):
+            if j == first_kw:
+                params.append("*")
             ann = _TYPES[a.type]
             params.append(f"{a.name}: {ann}" if a.required else f"{a.name}: {ann} = {a.default!r}")
         init = list(scope.init)
@@ -592,6 +597,15 @@ def _paired(items: list, steps: list | None):
     if steps is None:
         return ((item, None) for item in items)
     return zip(items, steps, strict=True)
+
+
+def _keyword_only(args: list) -> int:
+    """The index of the first argument the generated class takes by keyword only: Python refuses a
+    parameter without a default after one with a default, so from the first default on that is
+    followed by a required argument, every argument is keyword-only (``*``; calls name them)."""
+    last_required = max((j for j, a in enumerate(args) if a.required), default=-1)
+    first_default = next((j for j, a in enumerate(args) if not a.required), len(args))
+    return first_default if first_default < last_required else len(args)
 
 
 def _arg(call, op, name):

@@ -500,7 +500,7 @@ def verify_deploy(compiled, cls) -> None:
 
 class _Trained:
     """What a deploy module's ``from_trained`` reads of a trained model, made from a state dict:
-    ``parameters()`` and, by module path, each module's tensors and attributes (a BatchNorm's eps)."""
+    ``parameters()`` (``buffers()``) and, by module path, each module's tensors and attributes (a BatchNorm's eps)."""
 
     def __init__(self, prog, state: dict):
         self._state = state
@@ -508,6 +508,8 @@ class _Trained:
 
     def parameters(self):
         return (v for v in self._state.values() if v.is_floating_point())
+
+    buffers = parameters  # what from_trained reads of a network without parameters: its type
 
     def get_parameter(self, path: str):
         return self._state[path]

@@ -27,10 +27,6 @@ EXAMPLES = int(os.environ.get("ARCHSPEC_FUZZ_EXAMPLES", "300"))
 
 # Failures the fuzzer finds that are neither in-place aliasing nor names: message fragment -> the bug.
 KNOWN = {
-    "deploy: the generated module fails in from_trained: StopIteration":
-        "deploy from_trained reads next(model.parameters()): fails for a network without parameters",
-    "SyntaxError: non-default argument follows default argument":
-        "a required block argument after one with a default: the generated __init__ is not Python",
     "cannot write the input size of":
         "a module with `if:` false in every instance whose constructor needs its input size is refused",
     "SyntaxError: iterable unpacking cannot be used in comprehension":

@@ -94,6 +94,23 @@ def test_a_generated_module_that_raises_is_a_verify_error_not_an_internal_error(
     assert _messages(c, bad) == ["the generated module fails in import: ImportError: no"]
 
 
+@pytest.mark.parametrize("layers, dtype_line", [
+    ("[maxpool2d(2), flatten]", None),
+    ("[{bn: 'batchnorm2d(affine=false)'}, flatten]", "next(b for b in model.buffers() if b.is_floating_point())"),
+])
+def test_deploy_from_trained_on_a_network_without_parameters(tmp_path, layers, dtype_line):
+    """The fuzzer's StopIteration: from_trained read next(model.parameters()) of a network that has none."""
+    spec = tmp_path / "bare.yaml"
+    spec.write_text(f"archspec: 1\nname: bare\ninput: [2, 4, 4]\nlayers: {layers}\n")
+    c = compile_spec(str(spec))
+    text = generate_deploy(c)
+    assert "next(model.parameters())" not in text
+    assert (dtype_line in text) if dtype_line else ("deploy.to(dtype" not in text)
+    namespace: dict = {}
+    exec(compile(text, "bare_deploy.py", "exec"), namespace)
+    verify_deploy(c, namespace["BareDeploy"])
+
+
 def test_build_deploy_verify_checks_the_deploy_module_and_prints_json(tmp_path):
     """issue 12, 5: this command ended in an internal error and printed no JSON."""
     proc = run_cli("build", "--deploy", "--verify", "googlenet", "-o", tmp_path / "gen", "--format", "json",
