@@ -144,7 +144,8 @@ def bind(call: exprs.Call, params: list, env: dict, owner: str, errors: list | N
                 ok = checked is not None
             if not ok:
                 want = exprs.TYPE_WORDS.get(type_, "an int, a pair of ints or none")
-                raise ExpandError(f"argument '{name}' of {owner} must be {want}, got {exprs.describe(value)}", loc)
+                raise ExpandError(f"argument '{name}' of {owner} must be {want}, got {exprs.describe(value)}"
+                                  f"{exprs.float_hint(value, given[name])}", loc)
             out[name] = checked
         elif default is REQUIRED or default is exprs_required:
             raise ExpandError(f"{owner} is missing required argument '{name}'", loc)
@@ -297,7 +298,8 @@ class _Expander:
         if isinstance(sub, RepeatItem):
             count = exprs.evaluate(sub.count, env, sub.loc, " in repeat")
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise ExpandError(f"repeat count must be a non-negative int, got {exprs.describe(count)}", sub.loc)
+                raise ExpandError(f"repeat count must be a non-negative int, got {exprs.describe(count)}"
+                                  f"{exprs.float_hint(count, sub.count)}", sub.loc)
             if count > MAX_REPEAT:
                 raise ExpandError(f"repeat count {count} is over the limit of {MAX_REPEAT}", sub.loc)
             for i in range(count):

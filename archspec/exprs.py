@@ -1,8 +1,12 @@
 """Call strings such as ``BasicConv2d(64, k=3, s=2)`` and the small expression language inside them.
 
-Parsed with Python's own ``ast`` (never evaluated by Python): only numbers, booleans, names of
-arguments, tuples/lists and + - * / // % are accepted. The parsed tree is kept so that code
-generation can write the same expression back over the generated class's arguments.
+Parsed with Python's own ``ast`` (never evaluated by Python): numbers, booleans, names of arguments,
+tuples/lists, + - * / // %, comparisons, ``and``/``or``/``not``, ``a if c else b`` and calls of
+the functions in ``FUNCTIONS`` (min, max, round, int, ceil, floor, make_divisible) are accepted;
+no attribute access, no other call, no power. Evaluation follows Python's rules exactly (the
+generated module computes the same expressions in Python) and is bounded: every number computed is
+at most ``MAX_INT`` in magnitude, nesting is at most ``MAX_EXPR_DEPTH``. The parsed tree is kept so
+that code generation can write the same expression back over the generated class's arguments.
 """
 from __future__ import annotations
 
@@ -27,6 +31,14 @@ _BINOPS = {
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
 }
+# The functions an expression may call: name -> what it takes (for messages).
+FUNCTIONS = {"min": "two or more numbers", "max": "two or more numbers", "round": "one number",
+             "int": "one number", "ceil": "one number", "floor": "one number",
+             "make_divisible": "a value, a divisor and optionally min_value"}
+_ARITY = {"min": (2, 64, ()), "max": (2, 64, ()), "round": (1, 1, ()), "int": (1, 1, ()), "ceil": (1, 1, ()),
+          "floor": (1, 1, ()), "make_divisible": (2, 3, ("min_value",))}
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge}
 MAX_CALL_CHARS = 2000
 MAX_INT = 10**15  # the largest magnitude of any integer written in or computed by a spec
 MAX_EXPR_DEPTH = 32  # nesting of operators and tuples inside one argument
@@ -71,8 +83,8 @@ def parse_call(text, loc: Loc) -> Call:
         for k in tree.keywords:
             if k.arg is None:
                 raise SpecError(f"'**' arguments are not allowed in '{text}'", loc)
-        args = tuple(_check_expr(a, text, loc) for a in tree.args)
-        kwargs = tuple((k.arg, _check_expr(k.value, text, loc)) for k in tree.keywords)
+        args = tuple(_check_argument(a, text, loc) for a in tree.args)
+        kwargs = tuple((k.arg, _check_argument(k.value, text, loc)) for k in tree.keywords)
         seen = set()
         for k, _ in kwargs:
             if k in seen:
@@ -83,6 +95,34 @@ def parse_call(text, loc: Loc) -> Call:
     if not is_identifier(name) or name.startswith("__"):
         raise SpecError(f"'{name}' is not a valid op or block name", loc)
     return Call(name, args, kwargs, text.strip(), loc)
+
+
+def _check_argument(node: ast.expr, text: str, loc: Loc) -> ast.expr:
+    """An argument of a call: an expression, or an op with its attributes (``act=leaky_relu(0.2)``), which
+    only an argument of type op takes (``expand.bind`` says so otherwise)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in FUNCTIONS \
+            and is_identifier(node.func.id) and not node.func.id.startswith("__"):
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            raise SpecError(f"'*' and '**' arguments are not allowed in '{_clip(text)}'", loc)
+        return ast.copy_location(ast.Call(node.func, [_check_expr(a, text, loc, 1) for a in node.args],
+                                          [ast.keyword(k.arg, _check_expr(k.value, text, loc, 1))
+                                           for k in node.keywords]), node)
+    return _check_expr(node, text, loc)
+
+
+def parse_expr(text: str, loc: Loc) -> ast.expr:
+    """One expression as a spec writes it after ``if:``, ``repeat:``, in a ``for:`` table or a default."""
+    if len(text) > MAX_CALL_CHARS:
+        raise SpecError(f"expression longer than {MAX_CALL_CHARS} characters", loc)
+    try:
+        tree = ast.parse(f"({text.strip()})", mode="eval").body  # parenthesised: `a\nb` is one expression or an error
+    except SyntaxError as exc:
+        raise SpecError(f"cannot parse expression '{_clip(text)}': {exc.msg}", loc) from None
+    return _check_expr(tree, text.strip(), loc)
+
+
+_FORMS = ("allowed: numbers, booleans, argument names, tuples, + - * / // %, comparisons, and, or, not, "
+          "a if c else b, and the functions " + ", ".join(FUNCTIONS))
 
 
 def _check_expr(node: ast.expr, text: str, loc: Loc, depth: int = 0) -> ast.expr:
@@ -97,15 +137,56 @@ def _check_expr(node: ast.expr, text: str, loc: Loc, depth: int = 0) -> ast.expr
         if not is_identifier(node.id) or node.id.startswith("__"):
             raise SpecError(f"'{node.id}' is not a valid name", loc)
         return node
-    depth += 1
-    if isinstance(node, (ast.Tuple, ast.List)):
-        return ast.copy_location(ast.Tuple([_check_expr(e, text, loc, depth) for e in node.elts], ast.Load()), node)
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return ast.copy_location(ast.BinOp(_check_expr(node.left, text, loc, depth), node.op,
-                                           _check_expr(node.right, text, loc, depth)), node)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        return ast.copy_location(ast.UnaryOp(node.op, _check_expr(node.operand, text, loc, depth)), node)
-    raise SpecError(f"unsupported expression '{ast.unparse(node)}' in '{text}' (allowed: numbers, booleans, argument names, tuples, + - * / // %)", loc)
+    rule = _CHECKS.get(type(node))
+    checked = rule(node, lambda child: _check_expr(child, text, loc, depth + 1)) if rule is not None else None
+    if checked is not None:
+        return ast.copy_location(checked, node)
+    if isinstance(node, ast.Call):
+        return _check_function(node, text, loc, lambda child: _check_expr(child, text, loc, depth + 1))
+    shown = _clip(ast.unparse(node))
+    if isinstance(node, ast.Attribute):
+        raise SpecError(f"attribute access '{shown}' is not part of the spec language in '{_clip(text)}' ({_FORMS})", loc)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        raise SpecError(f"powers ('{shown}') are not part of the spec language in '{_clip(text)}': "
+                        "write the product (k * k)", loc)
+    raise SpecError(f"unsupported expression '{shown}' in '{_clip(text)}' ({_FORMS})", loc)
+
+
+# The forms an expression may take besides constants, names and calls: type -> (node, check) -> the
+# checked node, or None when this node of that type is not allowed (a power, an `is`).
+_CHECKS = {
+    ast.Tuple: lambda n, sub: ast.Tuple([sub(e) for e in n.elts], ast.Load()),
+    ast.List: lambda n, sub: ast.Tuple([sub(e) for e in n.elts], ast.Load()),
+    ast.BinOp: lambda n, sub: ast.BinOp(sub(n.left), n.op, sub(n.right)) if type(n.op) in _BINOPS else None,
+    ast.UnaryOp: lambda n, sub: ast.UnaryOp(n.op, sub(n.operand)) if isinstance(n.op, (ast.USub, ast.UAdd, ast.Not))
+    else None,
+    ast.Compare: lambda n, sub: ast.Compare(sub(n.left), n.ops, [sub(c) for c in n.comparators])
+    if all(type(o) in _COMPARE for o in n.ops) else None,
+    ast.BoolOp: lambda n, sub: ast.BoolOp(n.op, [sub(v) for v in n.values]),
+    ast.IfExp: lambda n, sub: ast.IfExp(sub(n.test), sub(n.body), sub(n.orelse)),
+}
+
+
+def _check_function(node: ast.Call, text: str, loc: Loc, sub) -> ast.Call:
+    """A call of one of ``FUNCTIONS`` with the arguments it takes (never an attribute, never another
+    callee: an op as an argument's value is a name or a call at the top of the argument, see
+    ``parse_call``)."""
+    name = node.func.id if isinstance(node.func, ast.Name) else None
+    if name not in FUNCTIONS:
+        shown = name or _clip(ast.unparse(node.func))
+        raise SpecError(f"'{shown}' is not a function of the spec language in '{_clip(text)}' "
+                        f"(functions: {', '.join(FUNCTIONS)})", loc)
+    low, high, keywords = _ARITY[name]
+    if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg not in keywords for k in node.keywords):
+        bad = next((f"'{k.arg}='" for k in node.keywords if k.arg not in keywords), "'*'")
+        raise SpecError(f"{name}() takes no {bad} argument in '{_clip(text)}'", loc)
+    count = len(node.args) + len(node.keywords)
+    if not low <= count <= high or (name in ("min", "max") and node.keywords):
+        takes = FUNCTIONS[name]
+        raise SpecError(f"{name}() takes {takes}, got {count} argument{'s' if count != 1 else ''} in '{_clip(text)}'",
+                        loc)
+    return ast.copy_location(ast.Call(node.func, [sub(a) for a in node.args],
+                                      [ast.keyword(k.arg, sub(k.value)) for k in node.keywords]), node)
 
 
 def _check_constant(node: ast.Constant, text: str, loc: Loc) -> ast.Constant:
@@ -122,45 +203,140 @@ def _check_constant(node: ast.Constant, text: str, loc: Loc) -> ast.Constant:
 
 
 def evaluate(node: ast.expr, env: dict, loc: Loc, what: str = ""):
-    """Evaluate a checked expression with the block's argument values."""
+    """Evaluate a checked expression with the block's argument values, as Python would."""
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
         if node.id not in env:
-            known = ", ".join(sorted(env)) or "none"
-            raise ExpandError(f"unknown name '{node.id}'{what} (arguments in scope: {known})", loc)
+            raise ExpandError(_unknown_name(node.id, env, what), loc)
         return env[node.id]
     if isinstance(node, ast.Tuple):
         return tuple(evaluate(e, env, loc, what) for e in node.elts)
-    if isinstance(node, ast.UnaryOp):
-        value = evaluate(node.operand, env, loc, what)
-        _need_number(value, node, loc)
-        return -value if isinstance(node.op, ast.USub) else +value
-    if isinstance(node, ast.BinOp):
-        left = evaluate(node.left, env, loc, what)
-        right = evaluate(node.right, env, loc, what)
-        _need_number(left, node, loc)
-        _need_number(right, node, loc)
-        if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
-            raise ExpandError(f"division by zero in '{ast.unparse(node)}'", loc)
-        if isinstance(node.op, ast.Mult) and abs(left) > MAX_INT and abs(right) > 1:
-            raise ExpandError(f"number too large in '{ast.unparse(node)}'", loc)
-        result = _BINOPS[type(node.op)](left, right)
-        if isinstance(result, int) and abs(result) > MAX_INT:
-            raise ExpandError(f"number too large in '{ast.unparse(node)}'", loc)
-        if isinstance(result, float) and not math.isfinite(result):
-            raise ExpandError(f"number too large in '{ast.unparse(node)}'", loc)
-        return result
-    raise ExpandError(f"cannot evaluate '{ast.unparse(node)}'", loc)
+    rule = _RULES.get(type(node))
+    if rule is None:
+        raise ExpandError(f"cannot evaluate '{ast.unparse(node)}'", loc)
+    return rule(node, lambda n: evaluate(n, env, loc, what), loc)
+
+
+def _unknown_name(name: str, env: dict, what: str) -> str:
+    known = ", ".join(sorted(env)) or "none"
+    hint = ""
+    if name in ("in_channels", "in_h", "in_w") and "in_channels" not in env:
+        hint = "; in_channels, in_h and in_w are in scope inside a block (its input's size)"
+    elif name in FUNCTIONS:
+        hint = f"; {name} is a function: write {name}(...)"
+    return f"unknown name '{name}'{what} (arguments in scope: {known}){hint}"
+
+
+def _unary(node, ev, loc):
+    value = ev(node.operand)
+    if isinstance(node.op, ast.Not):
+        return not _need_bool(value, node, loc, "not")
+    _need_number(value, node, loc)
+    return -value if isinstance(node.op, ast.USub) else +value
+
+
+def _binary(node, ev, loc):
+    left, right = ev(node.left), ev(node.right)
+    _need_number(left, node, loc)
+    _need_number(right, node, loc)
+    if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
+        raise ExpandError(f"division by zero in '{ast.unparse(node)}'", loc)
+    if isinstance(node.op, ast.Mult) and abs(left) > MAX_INT and abs(right) > 1:
+        raise ExpandError(f"number too large in '{ast.unparse(node)}'", loc)
+    return _bounded(_BINOPS[type(node.op)](left, right), node, loc)
+
+
+def _bounded(result, node, loc):
+    """A computed number, refused beyond MAX_INT (ints) or when not finite (floats)."""
+    if isinstance(result, int) and not isinstance(result, bool) and abs(result) > MAX_INT:
+        raise ExpandError(f"number too large in '{_clip(ast.unparse(node))}' (numbers in a spec are at most 10^15)", loc)
+    if isinstance(result, float) and not math.isfinite(result):
+        raise ExpandError(f"number too large in '{_clip(ast.unparse(node))}'", loc)
+    return result
+
+
+def _compare(node, ev, loc):
+    """``a < b <= c``: chained and short-circuited as in Python; order only between numbers."""
+    left = ev(node.left)
+    for op, right_node in zip(node.ops, node.comparators):
+        right = ev(right_node)
+        if not isinstance(op, (ast.Eq, ast.NotEq)):
+            _need_number(left, node, loc, "comparison")
+            _need_number(right, node, loc, "comparison")
+        if not _COMPARE[type(op)](left, right):
+            return False
+        left = right
+    return True
+
+
+def _boolean(node, ev, loc):
+    """``and``/``or`` over booleans, short-circuited (``b != 0 and a // b > 1`` never divides by 0)."""
+    word = "and" if isinstance(node.op, ast.And) else "or"
+    for value_node in node.values:
+        value = _need_bool(ev(value_node), node, loc, word)
+        if value != (word == "and"):
+            return value
+    return word == "and"
+
+
+def _choice(node, ev, loc):
+    """``a if c else b``: only the chosen side is evaluated."""
+    test = _need_bool(ev(node.test), node, loc, "if")
+    return ev(node.body) if test else ev(node.orelse)
+
+
+def _call(node, ev, loc):
+    name = node.func.id
+    if name not in FUNCTIONS:  # an op as a value, where the argument is not of type op
+        raise ExpandError(f"'{name}' is not a function of the spec language in '{_clip(ast.unparse(node))}' "
+                          f"(functions: {', '.join(FUNCTIONS)})", loc)
+    args = [ev(a) for a in node.args]
+    kwargs = {k.arg: ev(k.value) for k in node.keywords}
+    for value in (*args, *kwargs.values()):
+        if value is not None or name != "make_divisible":
+            _need_number(value, node, loc, f"{name}()")
+    if name == "make_divisible":
+        return _bounded(_make_divisible(node, loc, *args, **kwargs), node, loc)
+    if name in ("min", "max"):
+        return (min if name == "min" else max)(args)
+    (value,) = args
+    if isinstance(value, float) and abs(value) > MAX_INT:  # int(1e300) would be a 300-digit number
+        raise ExpandError(f"number too large in '{_clip(ast.unparse(node))}' (numbers in a spec are at most 10^15)", loc)
+    return {"round": round, "int": int, "ceil": math.ceil, "floor": math.floor}[name](value)
+
+
+def _make_divisible(node, loc, value, divisor, min_value=None) -> int:
+    """torchvision's ``_make_divisible`` (models/_utils.py): the multiple of ``divisor`` nearest to
+    ``value``, at least ``min_value`` (default: the divisor), and never more than 10% below ``value``."""
+    if not _is_int(divisor) or divisor < 1 or (min_value is not None and not _is_int(min_value)):
+        raise ExpandError(f"make_divisible needs a positive int divisor and an int min_value, in "
+                          f"'{_clip(ast.unparse(node))}'", loc)
+    if abs(value) > MAX_INT:
+        raise ExpandError(f"number too large in '{_clip(ast.unparse(node))}' (numbers in a spec are at most 10^15)", loc)
+    floor = divisor if min_value is None else min_value
+    rounded = max(floor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+_RULES = {ast.UnaryOp: _unary, ast.BinOp: _binary, ast.Compare: _compare, ast.BoolOp: _boolean, ast.IfExp: _choice,
+          ast.Call: _call}
 
 
 def _clip(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[:width] + "..."
 
 
-def _need_number(value, node, loc):
+def _need_number(value, node, loc, what: str = "arithmetic"):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ExpandError(f"arithmetic on a non-number in '{ast.unparse(node)}'", loc)
+        raise ExpandError(f"{what} on a non-number ({describe(value)}) in '{_clip(ast.unparse(node))}'", loc)
+
+
+def _need_bool(value, node, loc, word: str) -> bool:
+    if not isinstance(value, bool):
+        raise ExpandError(f"'{word}' needs a boolean, got {describe(value)} in '{_clip(ast.unparse(node))}' "
+                          "(write a comparison: n != 0)", loc)
+    return value
 
 
 def _show(value) -> str:
@@ -212,6 +388,15 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)  # True is an int in Python, not here
 
 
+def float_hint(value, node: ast.expr) -> str:
+    """Where an int was wanted and a float came: how to convert it (a float is never an int by itself)."""
+    floats = isinstance(value, float) or (isinstance(value, tuple) and any(isinstance(v, float) for v in value))
+    if not floats:
+        return ""
+    shown = "" if isinstance(node, ast.Constant) else f" (from '{_clip(ast.unparse(node), 40)}')"
+    return f"{shown}; convert it explicitly: int(...), round(...), ceil(...) or make_divisible(..., 8)"
+
+
 def describe(value) -> str:
     if isinstance(value, bool):
         return f"bool {str(value).lower()}"
@@ -245,17 +430,68 @@ def fold(node: ast.expr) -> ast.expr:
         return ast.BinOp(left, node.op, right)
     if isinstance(node, ast.UnaryOp):
         operand = fold(node.operand)
-        if isinstance(operand, ast.Constant) and isinstance(operand.value, (int, float)):
-            return ast.Constant(-operand.value if isinstance(node.op, ast.USub) else operand.value)
+        if isinstance(operand, ast.Constant):
+            try:
+                return ast.Constant(evaluate(ast.UnaryOp(node.op, operand), {}, None))
+            except ArchspecError:  # not a number (not a boolean): kept written out, expansion reports it
+                pass
         return ast.UnaryOp(node.op, operand)
     if isinstance(node, ast.Tuple):
         return ast.Tuple([fold(e) for e in node.elts], ast.Load())
+    if isinstance(node, (ast.Call, ast.Compare, ast.BoolOp, ast.IfExp)):
+        return _fold_other(node)
     return node
+
+
+def _fold_other(node: ast.expr) -> ast.expr:
+    """A function call, comparison, ``and``/``or`` or ``a if c else b``: its value when every part is
+    a constant (a condition alone decides ``a if c else b``), else the expression with its parts folded."""
+    if isinstance(node, ast.IfExp):
+        test = fold(node.test)
+        if isinstance(test, ast.Constant) and isinstance(test.value, bool):
+            return fold(node.body if test.value else node.orelse)
+        return ast.IfExp(test, fold(node.body), fold(node.orelse))
+    if isinstance(node, ast.Call):
+        node = ast.Call(node.func, [fold(a) for a in node.args], [ast.keyword(k.arg, fold(k.value)) for k in node.keywords])
+        parts = [*node.args, *(k.value for k in node.keywords)]
+    elif isinstance(node, ast.Compare):
+        node = ast.Compare(fold(node.left), node.ops, [fold(c) for c in node.comparators])
+        parts = [node.left, *node.comparators]
+    else:
+        node = ast.BoolOp(node.op, [fold(v) for v in node.values])
+        parts = node.values
+    if all(isinstance(p, ast.Constant) for p in parts):
+        try:
+            return ast.Constant(evaluate(node, {}, None))
+        except ArchspecError:  # refused when evaluated: kept written out, expansion reports it
+            pass
+    return node
+
+
+# How generated source writes the spec's functions: ceil and floor are math's (``import math``),
+# make_divisible a function the generated file defines, the others Python's builtins.
+PYTHON_FUNCTIONS = {"ceil": "math.ceil", "floor": "math.floor"}
 
 
 def unparse(node: ast.expr) -> str:
     """Python source of a checked expression, constants folded."""
-    return ast.unparse(fold(node))
+    tree = fold(node)
+    if any(isinstance(n, ast.Call) and n.func.id in PYTHON_FUNCTIONS for n in ast.walk(tree)):
+        class _Rename(ast.NodeTransformer):
+            def visit_Call(self, n):
+                self.generic_visit(n)
+                if n.func.id in PYTHON_FUNCTIONS:
+                    return ast.Call(ast.Name(PYTHON_FUNCTIONS[n.func.id], ast.Load()), n.args, n.keywords)
+                return n
+
+        tree = _Rename().visit(copy.deepcopy(tree))
+    return ast.unparse(tree)
+
+
+def functions(node: ast.expr) -> set:
+    """The spec functions an expression calls."""
+    return {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+            and n.func.id in FUNCTIONS}
 
 
 def substitute(node: ast.expr, mapping: dict) -> ast.expr:

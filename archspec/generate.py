@@ -26,11 +26,11 @@ from .emit import (TRAINING_IMPORTS, Namespace, attribute_names, check_module_na
                    wrap_lines)
 from .errors import GenerateError, Loc
 from .expand import Absent, Apply, Func, Merge
-from .exprs import constant, evaluate, fold, is_identifier, names, substitute, sum_of, unparse
+from .exprs import constant, evaluate, fold, functions, is_identifier, names, substitute, sum_of, unparse
 from .lower import nodes_by_item
 from .ops import OPS
 from .text import dims, shape_comment
-from .validate import CallItem, MergeItem, NamedItem, RepeatItem
+from .validate import CallItem, MergeItem, NamedItem, RepeatItem, spec_expressions
 
 _TYPES = {"int": "int", "float": "float", "bool": "bool", "size": "int | tuple[int, int]", "number": "float"}
 
@@ -92,7 +92,9 @@ class _Generator:
         self.out_channels: dict = {}  # block name -> ast expr over its args (None: not symbolic)
         # The file's names: the model class, an outputs type the spec names, one class per block, the
         # default outputs type.
-        self.files = file_names(TRAINING_IMPORTS)
+        used = set().union(*map(functions, spec_expressions(compiled.resolved)))
+        self.files = file_names((TRAINING_IMPORTS[0] + (("math",) if used & {"ceil", "floor"} else ()),
+                                 TRAINING_IMPORTS[1] + (("make_divisible",) if "make_divisible" in used else ())))
         self.helpers = helpers(compiled, self.files)
         self.model_class = new_class(self.files, class_name_of(compiled.resolved.spec), "the model class")
         self.outputs_class = self.outputs_type() if compiled.expanded.aux else None
@@ -670,15 +672,34 @@ def generate(compiled, output: str = "generated") -> str:
     return stamp(_render(compiled, gen, model, blocks), compiled.file, rebuild_command(compiled, False, output))
 
 
+# The spec's make_divisible (torchvision's _make_divisible), defined in a generated file that calls it.
+MAKE_DIVISIBLE = '''def make_divisible(value: float, divisor: int, min_value=None) -> int:
+    """The multiple of divisor nearest to value, at least min_value (default: divisor) and never
+    more than 10% below value (torchvision's _make_divisible, MobileNet's channel rounding)."""
+    least = divisor if min_value is None else min_value
+    rounded = max(least, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded'''
+
+
+def _names_used(classes: list) -> set:
+    """The words of the generated classes' code (``math``, ``make_divisible``): what the file must
+    import or define (a word of a comment may add an import nothing reads, never leave one out)."""
+    return {w for cls in classes for line in (*cls.params, *cls.init, *cls.forward)
+            for w in re.findall(r"[A-Za-z_]\w*", line if isinstance(line, str) else str(line))}
+
+
 def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
     ex = compiled.expanded
+    used = _names_used([model, *blocks])
     spec = compiled.resolved.spec
     fields = gen.fields
     field_of = {source: name for name, source in fields}
     heads = [{"field": field_of[h.name], "weight": repr(float(h.loss_weight))} for h in ex.aux]
     return render("module.py.j2", {
         "title": doc_lines(f"{spec.name}: {spec.description}" if spec.description else spec.name),
-        "helpers": gen.helpers,
+        "helpers": gen.helpers + ([MAKE_DIVISIBLE] if "make_divisible" in used and "make_divisible" in
+                                  gen.files.reserved else []),
+        "math": "math" in used and "math" in gen.files.reserved,
         "model": model,
         "blocks": blocks,
         "outputs": gen.outputs_class if ex.aux else None,

@@ -54,7 +54,9 @@ def _layer_defs() -> dict:
                          "BasicConv2d(64, k=1)"],
         },
         "Expr": {
-            "description": "a number, a boolean, or an expression over arguments such as 'ch // 2'",
+            "description": "a number, a boolean, or an expression over arguments such as 'ch // 2', "
+                           "'t != 1 and stride == 1', 'a if c else b', 'make_divisible(c * width, 8)' "
+                           "(functions: min, max, round, int, ceil, floor, make_divisible)",
             "anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}],
         },
         "Layer": {

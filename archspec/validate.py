@@ -377,10 +377,44 @@ class _Items:
         if isinstance(raw, (int, float)):
             return ast.Constant(raw)
         if isinstance(raw, str):
-            call = exprs.parse_call(f"f({raw})", loc)
-            if len(call.args) == 1 and not call.kwargs:
-                return call.args[0]
+            return exprs.parse_expr(raw, loc)
         raise SpecError(f"expected a number, a boolean or an expression, got {exprs.describe(raw)}", loc)
+
+
+def expressions(items: list):
+    """Every expression a list of layer items writes, nested items included: call arguments,
+    conditions, counts, split sizes."""
+    for item in items:
+        if isinstance(item, CallItem):
+            yield from _call_exprs(item.call)
+        elif isinstance(item, NamedItem):
+            if item.cond is not None:
+                yield item.cond
+            if item.call is not None:
+                yield from _call_exprs(item.call)
+            else:
+                yield from expressions(item.seq)
+        elif isinstance(item, MergeItem):
+            if item.split is not None:
+                yield item.split
+            for branch in item.branches:
+                yield from expressions(branch)
+        elif isinstance(item, RepeatItem):
+            yield item.count
+            yield from expressions(item.body)
+
+
+def _call_exprs(call: exprs.Call):
+    yield from call.args
+    yield from (v for _, v in call.kwargs)
+
+
+def spec_expressions(resolved: "Resolved"):
+    """Every expression of a validated spec: its blocks', layers' and aux heads'."""
+    for block in resolved.blocks.values():
+        yield from expressions(block.layers)
+    yield from expressions(resolved.layers)
+    yield from expressions([a.module for a in resolved.aux])
 
 
 def _key_loc(raw, key) -> Loc:

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,3 +118,68 @@ def test_mutated_shipped_specs_never_crash_and_never_write_on_error(mutation):
     written = {k for k in after if k not in before or after[k] != before[k]}
     assert all(k.startswith("out/") for k in written), written
     shutil.rmtree(work)
+
+
+# --- expressions (issue 11): bounded, and what Python computes ----------------------------------------
+
+_LEAVES = st.one_of(st.integers(-10**6, 10**6).map(str), st.sampled_from(["0", "1", "8", "0.5", "2.5", "1e300"]),
+                    st.sampled_from(["a", "b", "t", "true", "false", "none"]))
+_BINARY = ["+", "-", "*", "/", "//", "%", "<", "<=", "==", "!=", ">", ">=", "and", "or"]
+
+
+def _grow(children):
+    return st.one_of(
+        st.tuples(children, st.sampled_from(_BINARY), children).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["-", "not "]), children).map(lambda t: f"({t[0]}{t[1]})"),
+        st.tuples(children, children, children).map(lambda t: f"({t[0]} if {t[1]} else {t[2]})"),
+        st.tuples(st.sampled_from(["min", "max"]), st.lists(children, min_size=2, max_size=3))
+        .map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+        st.tuples(st.sampled_from(["round", "int", "ceil", "floor"]), children).map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(children, st.sampled_from(["8", "1", "0", "-3", "2.5", "a"]),
+                  st.sampled_from(["", ", min_value=4", ", none", ", b"])).map(
+            lambda t: f"make_divisible({t[0]}, {t[1]}{t[2]})"),
+        st.tuples(children, st.sampled_from([".real", ".__class__", "[0]", "(1)", " ** 99"])).map(
+            lambda t: f"({t[0]}){t[1]}"),  # never part of the language
+    )
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # the repr of long expressions
+@settings(max_examples=int(os.environ.get("ARCHSPEC_EXPRESSION_EXAMPLES", "400")), deadline=None,
+          derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(st.recursive(_LEAVES, _grow, max_leaves=24))
+def test_expressions_are_bounded_and_compute_what_python_computes(text):
+    """Any expression is refused with a located error (parse or evaluation), or gives a value within
+    the bounds (ints at most 10^15, floats finite) that the generated module's Python computes too."""
+    import ast
+    import math
+
+    from archspec.errors import ArchspecError, Loc
+    from archspec.exprs import MAX_INT, evaluate, parse_expr, unparse
+
+    env = {"a": 3, "b": 2.5, "t": True}
+    at = Loc("spec.yaml", 4, 7)
+    try:
+        value = evaluate(parse_expr(text, at), env, at)
+    except ArchspecError as exc:
+        assert exc.loc is at, text
+        assert not any(word in text for word in (".real", ".__class__", "[0]", " ** ")) or "not part of" in \
+            exc.message or "unsupported" in exc.message or "not a function" in exc.message, (text, exc.message)
+        return
+    assert not any(word in text for word in (".real", ".__class__", "[0]", " ** ", ")(1)")), text
+    if isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        assert abs(value) <= MAX_INT, text
+    else:
+        assert math.isfinite(value), text
+    python = unparse(parse_expr(text, at))
+
+    def make_divisible(v, divisor, min_value=None):
+        least = divisor if min_value is None else min_value
+        rounded = max(least, int(v + divisor / 2) // divisor * divisor)
+        return rounded + divisor if rounded < 0.9 * v else rounded
+
+    got = eval(compile(ast.parse(python, mode="eval"), "<generated>", "eval"),
+               {"__builtins__": {"min": min, "max": max, "round": round, "int": int}, "math": math,
+                "make_divisible": make_divisible, **env})
+    assert got == value and type(got) is type(value), (text, python, got, value)

@@ -48,8 +48,10 @@ CASES = {
     # --- expansion: calls, arguments, blocks -------------------------------------------------------
     "unknown_op": f"7:5: error: unknown op or block 'swish' (known: {KNOWN_OPS})",
     "unknown_block": f"6:11: error: unknown op or block 'ConvBNReLU' (known: {KNOWN_OPS})",
-    "wrong_arg_type": "6:11: error: argument 'stride' of conv2d must be an int or a pair of ints, got float 1.5",
-    "block_arg_type": "12:11: error: argument 'out' of block ConvBN must be an int, got float 32.5",
+    "wrong_arg_type": "6:11: error: argument 'stride' of conv2d must be an int or a pair of ints, got float 1.5; "
+                      "convert it explicitly: int(...), round(...), ceil(...) or make_divisible(..., 8)",
+    "block_arg_type": "12:11: error: argument 'out' of block ConvBN must be an int, got float 32.5; convert it "
+                      "explicitly: int(...), round(...), ceil(...) or make_divisible(..., 8)",
     "missing_arg": "12:11: error: block ConvBN is missing required argument 'k'",
     "too_many_positional": "6:11: error: conv2d takes at most 7 positional arguments "
                            "(out_channels, kernel_size, stride, padding, dilation, groups, bias), got 8",
