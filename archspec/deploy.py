@@ -511,7 +511,7 @@ def _dtype_from(compiled, dep: _Deploy) -> str | None:
     deploy module holds no tensor to convert."""
     if compiled.analysis.totals.params:
         return "parameters"
-    return "buffers" if dep.layers else None
+    return "buffers" if dep.layers and compiled.analysis.totals.buffers else None
 
 
 def _helpers(dep: _Deploy) -> list:

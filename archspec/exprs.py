@@ -202,6 +202,19 @@ def _check_constant(node: ast.Constant, text: str, loc: Loc) -> ast.Constant:
     raise SpecError(f"only numbers, booleans and short words are allowed as values in '{text}', not {node.value!r}", loc)
 
 
+@dataclass(frozen=True)
+class Unknown:
+    """A value of a scope that cannot be known: the height of a flat input (reading it is this
+    error), or a block's input size after an error upstream (message None: reading it raises
+    ``Cascade``, which the error upstream explains)."""
+
+    message: str | None = None
+
+
+class Cascade(ExpandError):
+    """An expression read a size that an earlier error left unknown."""
+
+
 def evaluate(node: ast.expr, env: dict, loc: Loc, what: str = ""):
     """Evaluate a checked expression with the block's argument values, as Python would."""
     if isinstance(node, ast.Constant):
@@ -209,7 +222,12 @@ def evaluate(node: ast.expr, env: dict, loc: Loc, what: str = ""):
     if isinstance(node, ast.Name):
         if node.id not in env:
             raise ExpandError(_unknown_name(node.id, env, what), loc)
-        return env[node.id]
+        value = env[node.id]
+        if isinstance(value, Unknown):
+            if value.message is None:
+                raise Cascade(f"'{node.id}'{what} is unknown after an error before it", loc)
+            raise ExpandError(f"'{node.id}'{what}: {value.message}", loc)
+        return value
     if isinstance(node, ast.Tuple):
         return tuple(evaluate(e, env, loc, what) for e in node.elts)
     rule = _RULES.get(type(node))
@@ -351,8 +369,37 @@ def _show(value) -> str:
 
 # --- argument types shared by ops and blocks ---------------------------------------------------
 
-TYPES = ("int", "float", "bool", "size", "number")
+TYPES = ("int", "float", "bool", "size", "number", "op")
 OP_TYPES = ("str", "ints")  # attribute types of ops only: a word (one of the op's choices), a tuple of ints
+
+
+@dataclass(frozen=True)
+class OpValue:
+    """An op as the value of an argument of type op (a block's activation or norm): the op's name
+    and the attribute values given with it (``leaky_relu(0.2)``)."""
+
+    name: str
+    args: tuple = ()
+    kwargs: tuple = ()  # ((attribute, value), ...)
+
+    def __str__(self) -> str:
+        parts = [_literal(v) for v in self.args] + [f"{k}={_literal(v)}" for k, v in self.kwargs]
+        return f"{self.name}({', '.join(parts)})" if parts else self.name
+
+    def call(self, loc: Loc) -> Call:
+        """The call this value stands for, as if written where it is used."""
+        return Call(self.name, tuple(_constant(v) for v in self.args), tuple((k, _constant(v)) for k, v in self.kwargs),
+                    str(self), loc)
+
+
+def _literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "none" if value is None else repr(value)
+
+
+def _constant(value) -> ast.expr:
+    return ast.Tuple([ast.Constant(v) for v in value], ast.Load()) if isinstance(value, tuple) else ast.Constant(value)
 
 
 def check_type(value, type_: str):
@@ -365,6 +412,8 @@ def check_type(value, type_: str):
         return None
     if type_ == "bool":
         return value if isinstance(value, bool) else None
+    if type_ == "op":
+        return value if isinstance(value, OpValue) else None
     if type_ in OP_TYPES:
         return _check_op_type(value, type_)
     if type_ == "size":
@@ -398,6 +447,8 @@ def float_hint(value, node: ast.expr) -> str:
 
 
 def describe(value) -> str:
+    if isinstance(value, OpValue):
+        return f"the op {value}"
     if isinstance(value, bool):
         return f"bool {str(value).lower()}"
     if isinstance(value, tuple):
@@ -408,7 +459,8 @@ def describe(value) -> str:
 
 
 TYPE_WORDS = {"int": "an int", "float": "a number", "number": "a number", "bool": "a boolean", "size": "an int or a pair of ints",
-              "str": "a quoted word such as 'tanh'", "ints": "an int or a tuple of ints"}
+              "str": "a quoted word such as 'tanh'", "ints": "an int or a tuple of ints",
+              "op": "an op such as relu or leaky_relu(0.2)"}
 
 
 # --- rewriting and printing expressions (code generation writes them back over a class's arguments) ---

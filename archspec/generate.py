@@ -19,20 +19,23 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .emit import (TRAINING_IMPORTS, Namespace, attribute_names, check_module_name, claim_class, class_name_of,
                    doc_lines, escape, file_names, in_place_nodes, new_class, rebuild_command, render, spec_label, stamp,
                    wrap_lines)
 from .errors import GenerateError, Loc
-from .expand import Absent, Apply, Func, Merge
+from .expand import INPUT_NAMES, Absent, Apply, Func, Group, Loop, Merge, Module
 from .exprs import constant, evaluate, fold, functions, is_identifier, names, substitute, sum_of, unparse
 from .lower import nodes_by_item
 from .ops import OPS
 from .text import dims, shape_comment
-from .validate import CallItem, MergeItem, NamedItem, RepeatItem, spec_expressions
+from .validate import CallItem, ForItem, GroupItem, MergeItem, NamedItem, RepeatItem, expressions, spec_expressions
 
-_TYPES = {"int": "int", "float": "float", "bool": "bool", "size": "int | tuple[int, int]", "number": "float"}
+_TYPES = {"int": "int", "float": "float", "bool": "bool", "size": "int | tuple[int, int]", "number": "float",
+          "op": "Callable[..., nn.Module]"}
+_IN = "__archspec_in__"  # where an op's module takes its input size, in the text of a module class
 
 
 def _outputs_loc(data, key: str):
@@ -73,9 +76,38 @@ class _Scope:
     arg_attrs: dict = field(default_factory=dict)  # argument forward reads -> the attribute holding it
     init: list = field(default_factory=list)
     forward: list = field(default_factory=list)
+    of: str = ""  # " of block B" in messages
+    subst: dict = field(default_factory=dict)  # loop variable -> what it stands for here (a value, or a Python loop's name)
+    loop_vars: set = field(default_factory=set)  # the variables of the Python loops being written
+    op_args: set = field(default_factory=set)  # its arguments of type op (module classes)
 
     def local(self, want: str) -> str:
         return self.names.fresh(want, "a local of forward")
+
+    def spec(self, expr):
+        """A spec expression as this place of the class writes it: loop variables replaced."""
+        return substitute(expr, self.subst) if self.subst and expr is not None else expr
+
+    @contextmanager
+    def bound(self, values: dict):
+        """An iteration written out: its loop variables stand for these expressions."""
+        saved = self.subst
+        self.subst = {**saved, **values}
+        try:
+            yield
+        finally:
+            self.subst = saved
+
+    @contextmanager
+    def looping(self, var: str | None, name: str):
+        """Inside a Python loop: its variable (when the spec names one) is the generated ``name``."""
+        saved, vars_ = self.subst, self.loop_vars
+        self.subst = {**saved, **({var: ast.Name(name, ast.Load())} if var else {})}
+        self.loop_vars = vars_ | {var or name}
+        try:
+            yield
+        finally:
+            self.subst, self.loop_vars = saved, vars_
 
 
 class _Generator:
@@ -88,12 +120,17 @@ class _Generator:
         for m in compiled.expanded.model.walk():
             if m.kind == "block":
                 self.instances.setdefault(m.type, []).append(m)
+        self.shadow_instances = _shadow_blocks(compiled.expanded.model)
+        # block -> the input sizes besides in_channels its expressions read (in_h, in_w: constructor arguments)
+        self.class_inputs = {name: set().union(*map(names, expressions(b.layers))) & set(INPUT_NAMES[1:])
+                             for name, b in self.blocks.items()}
         self.classes: dict = {}  # block name -> ClassCode (insertion = emission order)
         self.out_channels: dict = {}  # block name -> ast expr over its args (None: not symbolic)
         # The file's names: the model class, an outputs type the spec names, one class per block, the
         # default outputs type.
         used = set().union(*map(functions, spec_expressions(compiled.resolved)))
-        self.files = file_names((TRAINING_IMPORTS[0] + (("math",) if used & {"ceil", "floor"} else ()),
+        op_args = ("Callable", "partial") if _has_op_args(compiled.resolved) else ()
+        self.files = file_names((TRAINING_IMPORTS[0] + (("math",) if used & {"ceil", "floor"} else ()) + op_args,
                                  TRAINING_IMPORTS[1] + (("make_divisible",) if "make_divisible" in used else ())))
         self.helpers = helpers(compiled, self.files)
         self.model_class = new_class(self.files, class_name_of(compiled.resolved.spec), "the model class")
@@ -104,6 +141,9 @@ class _Generator:
         self.fields = self.output_fields()
         self.in_place = in_place_nodes(self.g)
         self.nodes_of = nodes_by_item(compiled.expanded.model, self.g)
+        self.modules_of: dict = {}  # id(spec item) -> the modules it became
+        for m in compiled.expanded.model.walk():
+            self.modules_of.setdefault(id(m.item), []).append(m)
         self.aux_locals: dict = {}  # aux head -> the local of forward holding its output
 
     def outputs_type(self):
@@ -124,45 +164,42 @@ class _Generator:
         fields = _output_fields(self.c.expanded.aux)
         return [("logits", "main")] + [(fields[h.name], h.name) for h in self.c.expanded.aux]
 
-    # -- shapes and numbers of the analysed instances --
-    def shape_of_path(self, path: str):
-        span = self.modules.get(path)
-        return span.output.meta.get("shape") if span else None
+    # -- sites: where a class's code runs, and what the network has there --
+    def sites_of(self, name: str) -> list:
+        """Where block ``name``'s class runs: its instances in the network, or, when it has none, the
+        instances of absent items' shadows (their sizes still write its code)."""
+        insts = self.instances.get(name)
+        if insts:
+            return [_Site(inst.env, inst.body, base=inst.path) for inst in insts]
+        return [_Site(inst.env, inst.body, real=False, base=inst.path) for inst in self.shadow_instances.get(name, ())]
 
-    def input_dim(self, scope: _Scope, rel: str, dim: int = 0) -> list:
-        """(instance, analysed input size along ``dim``) of module ``rel`` in every instance that has it."""
-        out = []
-        for inst in scope.instances:
-            span = self.modules.get(f"{inst.path}.{rel}" if inst.path else rel)
-            if span is not None:  # None: absent in this instance (if: false)
-                out.append((inst, span.input.meta["shape"][dim]))
-        return out
-
-    def input_ranks(self, scope: _Scope, rel: str) -> set:
-        """The ranks of module ``rel``'s input in the instances that have it."""
-        return {len(span.input.meta["shape"]) for span in
-                (self.modules.get(f"{inst.path}.{rel}" if inst.path else rel) for inst in scope.instances) if span}
-
-    def _value(self, expr, inst, loc):
-        env = dict(inst.args) if inst.kind != "model" else dict(self.c.expanded.model_args)
-        env["in_channels"] = self.modules[inst.path].input.meta["shape"][0]
+    def _value(self, expr, env: dict, loc):
         try:
             return evaluate(expr, env, loc)
-        except Exception:  # not computable from this instance's arguments: not symbolic
+        except Exception:  # not computable from this site's names: not symbolic
             return None
 
-    def check_symbolic(self, scope: _Scope, rel: str, expr, loc, dim: int = 0):
-        """Return the inferred input size: the symbolic expression if it gives the analysed value in
-        every instance, else a literal when all instances agree."""
-        pairs = self.input_dim(scope, rel, dim)
+    def check_symbolic(self, scope: _Scope, pairs: list, expr, loc, what: str, dim: int = 0):
+        """The inferred input size (of ``dim``) of a module from ``pairs`` [(site env, input shape)]:
+        the symbolic expression if it gives the analysed value at every site, else a literal when all
+        sites agree (the real ones; an absent item's shadow only when nothing real has it)."""
+        real = [(env, shape[dim]) for env, shape, is_real in pairs if is_real and shape is not None]
+        shadows = [(env, shape[dim]) for env, shape, is_real in pairs if not is_real and shape is not None]
+        pairs = real or shadows
         values = [v for _, v in pairs]
-        if expr is not None and pairs and all(self._value(expr, inst, loc) == v for inst, v in pairs):
+        if expr is not None and pairs and all(self._value(expr, env, loc) == v for env, v in pairs):
             return expr
-        if values and len(set(values)) == 1:
+        if values and (len(set(values)) == 1 or not real):
+            # all sites agree; or the module is in none of them (its code never runs for this spec): the
+            # size it would have at the first
             return ast.Constant(values[0])
+        if not pairs and expr is not None:
+            return expr  # nothing in the network has it: the expression as written
         raise GenerateError(
-            f"cannot write the input size of '{rel}' in {scope.owner}: it differs between instances "
-            f"({', '.join(map(str, sorted(set(values))))}) and does not follow from the block's arguments", loc)
+            f"cannot write the input size of '{what}' in {scope.owner}: it differs between instances "
+            f"({', '.join(map(str, sorted(set(values))))}) and does not follow from the block's arguments"
+            if values else f"cannot write the input size of '{what}' in {scope.owner}: no instance has it and it "
+                           "does not follow from the block's arguments", loc)
 
     # -- rendering of calls --
     def attr_exprs(self, op_name: str, call, scope: _Scope, in_forward: bool) -> dict:
@@ -174,6 +211,7 @@ class _Generator:
             out[k] = expr
         rendered = {}
         for name, expr in out.items():
+            expr = scope.spec(expr)
             if in_forward:
                 expr = self.forward_expr(expr, scope)
             rendered[name] = unparse(expr)
@@ -189,40 +227,89 @@ class _Generator:
         return substitute(expr, {n: ast.Attribute(ast.Name("self", ast.Load()), scope.arg_attrs[n], ast.Load())
                                  for n in used})
 
-    def block_call(self, call, in_expr, scope: _Scope, rel: str, loc) -> tuple:
+    def block_call(self, call, in_expr, scope: _Scope, pairs: list, loc, what: str) -> tuple:
         """Source of a block constructor call and the block's output channel expression."""
         block = self.blocks[call.name]
         self.ensure_class(call.name)
-        in_src = self.check_symbolic(scope, rel, in_expr, loc)
+        in_src = self.check_symbolic(scope, pairs, in_expr, loc, what)
         first_kw = _keyword_only(block.args)
-        positional = [unparse(a) if j < first_kw else f"{block.args[j].name}={unparse(a)}" for j, a in enumerate(call.args)]
-        args = [unparse(in_src)] + positional + [f"{k}={unparse(v)}" for k, v in call.kwargs]
+        given_args = [scope.spec(a) for a in call.args]
+        given_kwargs = [(k, scope.spec(v)) for k, v in call.kwargs]
+        types = {a.name: a.type for a in block.args}
+
+        def text(name, expr):
+            return self.op_source(expr, scope) if types.get(name) == "op" else unparse(expr)
+
+        positional = [text(block.args[j].name, a) if j < first_kw else f"{block.args[j].name}={text(block.args[j].name, a)}"
+                      for j, a in enumerate(given_args)]
+        sizes = [unparse(self.check_symbolic(scope, pairs, self.spatial_expr(scope, d), loc, what, d))
+                 for d in (1, 2) if name_uses_input(self.class_inputs.get(call.name, ()), d)]
+        args = [unparse(in_src)] + sizes + positional + [f"{k}={text(k, v)}" for k, v in given_kwargs]
         out = self.out_channels.get(call.name)
         if out is not None:
             mapping = {"in_channels": in_src}
             given = {}
-            for a, expr in zip(block.args, call.args):
+            for a, expr in zip(block.args, given_args):
                 given[a.name] = expr
-            given.update(dict(call.kwargs))
+            given.update(dict(given_kwargs))
             for a in block.args:
                 mapping[a.name] = given.get(a.name, constant(a.default) if not a.required else ast.Name(a.name, ast.Load()))
             out = fold(substitute(out, mapping))
         return f"{self.class_names[call.name]}({', '.join(args)})", out
 
-    def module_ctor(self, call, in_expr, scope: _Scope, rel: str, loc, item) -> tuple:
+    @staticmethod
+    def spatial_expr(scope: _Scope, dim: int):
+        """``in_h`` / ``in_w`` of the calling class when it takes them (the callee's size may be its own)."""
+        name = INPUT_NAMES[dim]
+        return ast.Name(name, ast.Load()) if name in scope.arg_names else None
+
+    def module_ctor(self, call, in_expr, scope: _Scope, pairs: list, loc, item, what: str) -> tuple:
         """(constructor source, output channel expr) for an op or block call registered as a module."""
         if call.name in self.blocks:
-            return self.block_call(call, in_expr, scope, rel, loc)
+            return self.block_call(call, in_expr, scope, pairs, loc, what)
+        if call.name in scope.op_args:
+            return self.op_arg_ctor(call, in_expr, scope, pairs, loc, item, what)
         op = OPS[call.name]
         exprs_ = self.attr_exprs(call.name, call, scope, in_forward=False)
         in_src = ""
-        flat = self.input_ranks(scope, rel) <= {1}
+        flat = {len(shape) for _, shape, _ in pairs if shape is not None} <= {1}
         if op.inferred_dim and not flat:  # over the last dimension of a tensor of rank 2 or more: not the channels
             in_expr = None
         if op.inferred:
-            in_src = unparse(self.check_symbolic(scope, rel, in_expr, loc, op.inferred_dim))
+            in_src = unparse(self.check_symbolic(scope, pairs, in_expr, loc, what, op.inferred_dim))
         ctor = op.module(in_src, exprs_, op, inplace=self.runs_in_place(item))
-        return ctor, (self.channels_after(call, in_expr) if flat or not op.inferred_dim else None)
+        return ctor, (self.channels_after(call, in_expr, scope) if flat or not op.inferred_dim else None)
+
+    def op_arg_ctor(self, call, in_expr, scope: _Scope, pairs: list, loc, item, what: str) -> tuple:
+        """An argument of type op used as a module: the module class it holds, called (with the input
+        size where the ops it holds take one, as torchvision's norm_layer(channels)). Channels kept."""
+        ops = {m.type for m in self.nodes_modules(item)}
+        inferred = {OPS[name].inferred is not None for name in ops}
+        if len(inferred) > 1:
+            raise GenerateError(f"'{call.name}' holds ops that take their input size and ops that do not in different "
+                                f"instances of {scope.owner} ({', '.join(sorted(ops))}); the class cannot call both "
+                                "the same way", loc)
+        if inferred == {True}:
+            dim = {OPS[name].inferred_dim for name in ops}.pop()
+            size = self.check_symbolic(scope, pairs, in_expr if dim == 0 else None, loc, what, dim)
+            return f"{call.name}({unparse(size)})", in_expr
+        return f"{call.name}()", in_expr
+
+    def nodes_modules(self, item) -> list:
+        """The modules a spec item became, at every site of its class (real ones)."""
+        return self.modules_of.get(id(item), [])
+
+    def op_source(self, expr, scope: _Scope) -> str:
+        """A value of type op as generated source: a module class (``nn.Hardswish``, ``partial(nn.LeakyReLU,
+        0.2)``), or the class's own argument of type op (``act``)."""
+        if isinstance(expr, ast.Name) and expr.id in scope.op_args:
+            return expr.id
+        if isinstance(expr, ast.Name):
+            return module_class(expr.id, {})
+        op = OPS[expr.func.id]
+        texts = {a.name: unparse(scope.spec(e)) for a, e in zip(op.attrs, expr.args)}
+        texts.update({k.arg: unparse(scope.spec(k.value)) for k in expr.keywords})
+        return module_class(op.name, texts)
 
     def runs_in_place(self, item) -> bool:
         """Whether the op of a spec item may overwrite its input: in every instance of its block (every
@@ -230,12 +317,14 @@ class _Generator:
         nodes = self.nodes_of.get(id(item))
         return bool(nodes) and all(node in self.in_place for node in nodes)
 
-    def channels_after(self, call, in_expr):
+    @staticmethod
+    def channels_after(call, in_expr, scope: _Scope):
         """The output channel expression of an op call (the catalog says which attribute sets it)."""
         op = OPS[call.name]
         if op.opaque_out:
             return None
-        return _arg(call, op, op.out_attr) if op.out_attr else in_expr
+        out = _arg(call, op, op.out_attr) if op.out_attr else None
+        return scope.spec(out) if out is not None else in_expr
 
     # -- classes --
     def new_scope(self, owner: str, instances: list, args: list, items: list, params: tuple, heads=()) -> _Scope:
@@ -254,23 +343,28 @@ class _Generator:
         names = Namespace({"self": "forward's self", **{a.name: f"the argument {a.name}" for a in args}},
                           outer=self.files)
         names.claim("x", "input of forward", None)
-        return _Scope(owner, instances, {a.name for a in args}, attrs, init_names, names)
+        arg_names = {a.name for a in args if a.type != "op"} | ({p for p in params if p in INPUT_NAMES})
+        return _Scope(owner, instances, arg_names, attrs, init_names, names, of=of,
+                      op_args={a.name for a in args if a.type == "op"})
 
     def ensure_class(self, name: str) -> None:
         if name in self.classes:
             return
         self.classes[name] = None  # placeholder keeps first-use order
         block = self.blocks[name]
-        scope = self.new_scope(name, self.instances.get(name, []), block.args, block.layers, ("in_channels",))
-        out = self.body(block.layers, self.first_steps(scope), "x", "x", ast.Name("in_channels", ast.Load()), scope, "")
+        inputs = ("in_channels", *(n for d, n in ((1, "in_h"), (2, "in_w"))
+                                   if name_uses_input(self.class_inputs.get(name, ()), d)))
+        scope = self.new_scope(name, self.instances.get(name, []), block.args, block.layers, inputs)
+        sites = self.sites_of(name)
+        out = self.body(block.layers, sites, "x", "x", ast.Name("in_channels", ast.Load()), scope)
         self.out_channels[name] = out
-        params = ["self", "in_channels: int"]
+        params = ["self", *(f"{p}: int" for p in inputs)]
         first_kw = _keyword_only(block.args)
         for j, a in enumerate(block.args):
             if j == first_kw:
                 params.append("*")
             ann = _TYPES[a.type]
-            params.append(f"{a.name}: {ann}" if a.required else f"{a.name}: {ann} = {a.default!r}")
+            params.append(f"{a.name}: {ann}" if a.required else f"{a.name}: {ann} = {_default(a)}")
         init = list(scope.init)
         for n, attr in scope.arg_attrs.items():
             init.append(f"self.{attr} = {n}")
@@ -283,58 +377,91 @@ class _Generator:
         doc = wrap_lines(doc)
         self.classes[name] = ClassCode(self.class_names[name], doc, params, init, scope.forward + ["return x"])
 
-    def first_steps(self, scope: _Scope):
-        return scope.instances[0].body if scope.instances else None
-
-    def body(self, items: list, steps, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
-        """Emit ``items`` of a body: the first reads ``src``, every one writes ``dst``. Returns the
-        output channel expression."""
-        for item, step in _paired(items, steps):
-            ch = self.item(item, step, src, dst, ch, scope, rel_prefix)
+    def body(self, items: list, sites: list, src: str, dst: str, ch, scope: _Scope):
+        """Emit ``items`` of a body at ``sites``: the first reads ``src``, every one writes ``dst``.
+        Returns the output channel expression."""
+        for k, item in enumerate(items):
+            ch = self.item(item, _at(sites, k), src, dst, ch, scope)
             src = dst
         return ch
 
-    def item(self, item, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
+    def item(self, item, at: list, src: str, dst: str, ch, scope: _Scope):
         if isinstance(item, CallItem):
             op = OPS[item.call.name]
             exprs_ = self.attr_exprs(item.call.name, item.call, scope, in_forward=True)
             text = op.function(src, exprs_, op, inplace=self.runs_in_place(item))
             if text != dst:  # identity on the same variable writes nothing
-                scope.forward.append(_stmt(f"{dst} = {text}", self.node_shape(step)))
-            return self.channels_after(item.call, ch)
+                scope.forward.append(_stmt(f"{dst} = {text}", _node_shape(_first(at))))
+            return self.channels_after(item.call, ch, scope)
         if isinstance(item, NamedItem):
-            rel = f"{rel_prefix}{item.name}"
-            if item.seq is not None:
-                ctor, out = self.sequential(item.seq, ch, scope, rel, item.loc)
-            else:
-                ctor, out = self.module_ctor(item.call, ch, scope, rel, item.loc, item)
-            shape = self.shape_of_first(scope, rel)
-            lines = f"self.{item.name} = {ctor}".split("\n")
-            applied = f"self.{item.name}({src})"
-            op = OPS.get(item.call.name) if item.call is not None else None
-            if op is not None and op.parameter:  # a tensor of this module, applied to the input
-                applied = op.applied(src, f"self.{item.name}", self.attr_exprs(op.name, item.call, scope, False))
-            if item.cond is not None:
-                scope.init += [f"if {unparse(item.cond)}:", *_indent(lines), "else:", f"    self.{item.name} = None"]
-                call = f"{applied} if self.{item.name} is not None else {src}"
-                scope.forward.append(_stmt(f"{dst} = {call}", shape))
-                same = out is not None and ch is not None and unparse(out) == unparse(ch)
-                return out if same else None
-            scope.init += lines
-            scope.forward.append(_stmt(f"{dst} = {applied}", shape))
-            return out
+            return self.named(item, at, src, dst, ch, scope)
         if isinstance(item, MergeItem):
-            return self.merge(item, step, src, dst, ch, scope, rel_prefix)
-        raise GenerateError("repeat: outside an nn.Sequential", item.loc)
+            return self.merge(item, at, src, dst, ch, scope)
+        if isinstance(item, GroupItem):
+            return self.group(item, at, src, dst, ch, scope)
+        return self.loop(item, at, src, dst, ch, scope)
 
-    def merge(self, item: MergeItem, step, src: str, dst: str, ch, scope: _Scope, rel_prefix: str):
+    def named(self, item: NamedItem, at: list, src: str, dst: str, ch, scope: _Scope):
+        """A named module: registered in __init__ (None where its if: is false), applied in forward."""
+        modules = [(site, _module_of(step)) for site, step in at]
+        pairs = [(site.env, _in_shape(step), site.real and isinstance(step, Apply)) for site, step in at
+                 if step is not None]
+        attr = self.attribute(item, modules, scope)
+        what = attr.text if attr.fixed else item.name
+        if item.seq is not None:
+            inner = _real_first([_Site(site.env, m.body, site.real and isinstance(step, Apply), site.base)
+                                 for (site, m), (_, step) in zip(modules, at) if m is not None])
+            ctor, out, prelude = self.sequential(item.seq, inner, ch, scope, item.loc)
+        else:
+            ctor, out = self.module_ctor(item.call, ch, scope, pairs, item.loc, item, what)
+            prelude = []
+        shape = _out_shape(_first(at))  # the first instance's (none where it is absent there)
+        lines = [*prelude, *attr.assign(ctor).split("\n")]
+        applied = f"{attr.read}({src})"
+        op = OPS.get(item.call.name) if item.call is not None else None
+        if op is not None and op.parameter:  # a tensor of this module, applied to the input
+            applied = op.applied(src, attr.read, self.attr_exprs(op.name, item.call, scope, False))
+        if item.cond is not None:
+            scope.init += [f"if {unparse(scope.spec(item.cond))}:", *_indent(lines), "else:", f"    {attr.assign('None')}"]
+            call = f"{applied} if {attr.read} is not None else {src}"
+            scope.forward.append(_stmt(f"{dst} = {call}", shape))
+            same = out is not None and ch is not None and unparse(out) == unparse(ch)
+            return out if same else None
+        scope.init += lines
+        scope.forward.append(_stmt(f"{dst} = {applied}", shape))
+        return out
+
+    def attribute(self, item: NamedItem, modules: list, scope: _Scope) -> "_Attr":
+        """How the class writes a named item's attribute: ``self.conv``; a template's, in a loop the
+        generated code runs (``getattr(self, f"layer{i + 1}")``), or its name at this iteration."""
+        if item.template is None:
+            return _Attr(f"self.{item.name}", f"self.{item.name} = {{}}", True, item.name)
+        if scope.loop_vars:  # a Python loop: the name is computed
+            text = _fstring(item.template, scope.subst)
+            return _Attr(f"getattr(self, {text})", f"self.add_module({text}, {{}})", False, item.name)
+        name = next((m.name for _, m in modules if m is not None), None)
+        if name is None:
+            name = "".join(p if isinstance(p, str) else str(evaluate(p, modules[0][0].env, item.loc))
+                           for p in item.template)
+        of = scope.of
+        scope.attrs.claim(name, "module", item.loc, of,
+                          ": rename it (archspec cannot: a module's name starts its state_dict keys)")
+        return _Attr(f"self.{name}", f"self.{name} = {{}}", True, name)
+
+    # -- merges --
+    def merge(self, item: MergeItem, at: list, src: str, dst: str, ch, scope: _Scope):
         """Each branch reads ``src`` (or, with ``split:``, its chunk of it) into its own variable;
-        concat, sum or multiply them into ``dst``."""
+        concat, sum or multiply them into ``dst``. A conditional branch is computed and joined only
+        where its condition holds."""
         outs, chans = [], []
         first = True  # no branch with layers yet: the first is `out`, the rest `identity` (as torchvision)
-        names_ = _branch_vars(step.labels if step is not None else [""] * len(item.branches))
+        step = _first(at)
+        labels = step.labels if step is not None and step.present is None else \
+            [_branch_label(br, j) for j, br in enumerate(item.branches)]
+        names_ = _branch_vars(labels)
         srcs, in_chans = self.split(item, step, src, ch, scope)
-        for j, (branch, sub_steps) in enumerate(_paired(item.branches, step.branches if step is not None else None)):
+        conds = item.conds or [None] * len(item.branches)
+        for j, branch in enumerate(item.branches):
             if not branch:  # identity
                 outs.append(srcs[j])
                 chans.append(in_chans[j])
@@ -346,17 +473,43 @@ class _Generator:
                 local = scope.local("scale")
             else:
                 local = scope.local(names_[j])
-            chans.append(self.body(branch, sub_steps, srcs[j], local, in_chans[j], scope, rel_prefix))
+            with self.guarded(scope, conds[j], _module_names(branch)):
+                chans.append(self.body(branch, _branch_sites(at, j), srcs[j], local, in_chans[j], scope))
             outs.append(local)
-        shape = self.node_shape(step)
+        return self.join(item, at, outs, chans, conds, dst, scope)
+
+    def join(self, item: MergeItem, at: list, outs: list, chans: list, conds: list, dst: str, scope: _Scope):
+        """The statement that joins a merge's branches (with a conditional branch: joined where it is
+        there, the others alone where it is not). Returns the merge's channel expression."""
+        step = _first(at)
+        shape = _node_shape(step)
+        every = list(range(len(outs)))
+        j = next((k for k, c in enumerate(conds) if c is not None), None)
+        text, ch = self.joined(item, step, outs, chans, every)
+        if j is None:
+            scope.forward.append(_stmt(f"{dst} = {text}", shape))
+            return ch
+        rest = [k for k in every if k != j]
+        text_without, ch_without = self.joined(item, None, outs, chans, rest)
+        cond = self.forward_expr(scope.spec(conds[j]), scope)
+        alone = step.out if isinstance(step, Merge) and step.node is None else None  # the first site's, without it
+        scope.forward += [f"if {unparse(cond)}:", f"    {_stmt(f'{dst} = {text}', shape)}", "else:",
+                          f"    {_stmt(f'{dst} = {text_without}', alone)}"]
+        return _either(scope.spec(conds[j]), ch, ch_without)
+
+    @staticmethod
+    def joined(item: MergeItem, step, outs: list, chans: list, which: list) -> tuple:
+        """(expression, channels) of the branches ``which`` joined."""
+        outs, chans = [outs[k] for k in which], [chans[k] for k in which]
+        if len(outs) == 1:
+            return outs[0], chans[0]
         if item.kind == "concat":
-            scope.forward.append(_stmt(f"{dst} = torch.cat([{', '.join(outs)}], 1)", shape))
-            return sum_of(chans)
-        scope.forward.append(_stmt(f"{dst} = {(' * ' if item.kind == 'mul' else ' + ').join(outs)}", shape))
-        if item.kind == "mul" and step is not None:  # broadcasting: the channels of a branch that has them all
+            return f"torch.cat([{', '.join(outs)}], 1)", sum_of(chans)
+        text = (' * ' if item.kind == 'mul' else ' + ').join(outs)
+        if item.kind == "mul" and step is not None and step.node is not None:  # broadcasting: a branch with every channel
             widths = [n.meta["shape"][0] for n in step.node.inputs]
-            return chans[widths.index(shape[0])]
-        return chans[0]
+            return text, chans[widths.index(step.node.meta["shape"][0])]
+        return text, chans[0]
 
     def split(self, item: MergeItem, step, src: str, ch, scope: _Scope) -> tuple:
         """With ``split:``, one statement gives every branch its chunk of the channels, as ShuffleNet
@@ -364,94 +517,243 @@ class _Generator:
         n = len(item.branches)
         if item.split is None:
             return [src] * n, [ch] * n
-        expr = self.forward_expr(item.split, scope)
+        split = scope.spec(item.split)
+        expr = self.forward_expr(split, scope)
         value = step.split if step is not None else None
         names_ = [scope.local(f"x{j + 1}") for j in range(n)]
-        if isinstance(value, tuple) or isinstance(item.split, ast.Tuple):
+        if isinstance(value, tuple) or isinstance(split, ast.Tuple):
             items = expr.elts if isinstance(expr, ast.Tuple) else None
             text = f"{src}.split([{', '.join(unparse(e) for e in items)}], dim=1)" if items else \
                 f"{src}.split(list({unparse(expr)}), dim=1)"
-            chans = list(items) if items else [None] * n
+            chans = list(split.elts) if isinstance(split, ast.Tuple) else [None] * n
         else:
             text = f"{src}.chunk({unparse(expr)}, dim=1)"
-            chans = [fold(ast.BinOp(ch, ast.FloorDiv(), item.split)) if ch is not None else None] * n
+            chans = [fold(ast.BinOp(ch, ast.FloorDiv(), split)) if ch is not None else None] * n
         shapes = [c.meta["shape"] for c in step.chunks] if step is not None else []
         comment = ", ".join(shape_comment(s) for s in shapes) if len(set(shapes)) > 1 else \
             (f"{shape_comment(shapes[0])} each" if shapes else "")
         scope.forward.append(f"{', '.join(names_)} = {text}" + (f"  # {comment}" if comment else ""))
         return names_, chans
 
-    def sequential(self, items: list, ch, scope: _Scope, rel: str, loc) -> tuple:
-        entries: list = []
-        ch = self.seq_entries(items, ch, scope, rel, entries, [0])
-        if not entries:
-            return "nn.Sequential()", ch
-        inner = []
-        for e in entries:
-            inner.extend(("    " + line) for line in e.split("\n"))
-            inner[-1] += ","
-        return "nn.Sequential(\n" + "\n".join(inner) + "\n)", ch
+    # -- conditional groups and loops in a body --
+    @contextmanager
+    def guarded(self, scope: _Scope, cond, modules: list):
+        """The __init__ lines written inside run where ``cond`` holds (None: always); the modules the
+        guarded items name are None where it does not."""
+        if cond is None:
+            yield
+            return
+        start = len(scope.init)
+        yield
+        lines = scope.init[start:]
+        if lines:
+            del scope.init[start:]
+            scope.init += [f"if {unparse(scope.spec(cond))}:", *_indent(lines)]
+            fixed = [name for name, _, _ in modules]
+            if fixed:
+                scope.init += ["else:", *(f"    self.{name} = None" for name in fixed)]
 
-    def seq_entries(self, items, ch, scope, rel, entries, counter):
-        for item in items:
-            if isinstance(item, RepeatItem):
-                ch = self.repeat(item, ch, scope, rel, entries, counter)
-                continue
-            index = counter[0]
-            sub_rel = f"{rel}.{index}"
-            if isinstance(item, NamedItem):  # nested Sequential
-                ctor, ch = self.sequential(item.seq, ch, scope, sub_rel, item.loc)
-            elif item.call.name in self.blocks or OPS[item.call.name].inferred:
-                ctor, ch = self.module_ctor(item.call, ch, scope, sub_rel, item.loc, item)
-            else:  # a stateless op module
-                op = OPS[item.call.name]
-                ctor = op.module("", self.attr_exprs(item.call.name, item.call, scope, in_forward=False), op,
-                                 inplace=self.runs_in_place(item))
-                ch = self.channels_after(item.call, ch)
-            entries.append(ctor)
-            counter[0] += 1
-        return ch
+    def group(self, item: GroupItem, at: list, src: str, dst: str, ch, scope: _Scope):
+        """``{if: COND, body: [...]}``: its modules created where COND holds, its steps run there."""
+        inner = _group_sites(at)
+        cond = self.forward_expr(scope.spec(item.cond), scope)
+        start = len(scope.forward)
+        with self.guarded(scope, item.cond, _module_names(item.body)):
+            out = self.body(item.body, inner, src, dst, ch, scope)
+        body = scope.forward[start:]
+        del scope.forward[start:]
+        scope.forward += [f"if {unparse(cond)}:", *_indent(body or ["pass"])]
+        if src != dst:
+            scope.forward += ["else:", f"    {dst} = {src}"]
+        return _either(scope.spec(item.cond), out, ch)
 
-    def repeat(self, item: RepeatItem, ch, scope, rel, entries, counter):
-        count = self.repeat_count(scope, item)
-        if count == 0:
-            return ch
-        trial: list = []
-        ch_after = self.seq_entries(item.body, ch, scope, rel, trial, [counter[0]])
-        steady = ch is not None and ch_after is not None and unparse(ch) == unparse(ch_after)
-        if steady and len(trial) == 1 and "\n" not in trial[0] and (count is None or count > 1):
-            # Same module each time: one generator expression, as a person would write it. Its loop
-            # variable must not hide an argument the constructor call reads (an argument named `_`).
-            var = scope.init_names.fresh("_", "a loop variable")
-            scope.init_names.release(var)  # the generator expression's own scope ends with it
-            entries.append(f"*({trial[0]} for {var} in range({unparse(item.count)}))")
-            counter[0] += count or 0
-            return ch_after
+    def loop(self, item, at: list, src: str, dst: str, ch, scope: _Scope):
+        """A loop in a body: written out iteration by iteration where every site runs it the same
+        number of times (a for: table always), else a Python loop over range(count)."""
+        counts = {len(step.iterations) for _, step in at if isinstance(step, Loop)}
+        count = self.fixed_count(item, counts, scope)
         if count is None:
-            raise GenerateError(f"cannot write this repeat: its count differs between instances of {scope.owner} "
-                                "and its body changes the channels", item.loc)
-        for _ in range(count):  # channels change from one repetition to the next: write each one out
-            ch = self.seq_entries(item.body, ch, scope, rel, entries, counter)
+            return self.python_loop(item, at, src, dst, ch, scope)
+        for k in range(count):
+            inner = [_Site({**site.env, **step.iterations[k].values}, step.iterations[k].steps, site.real, site.base)
+                     for site, step in at if isinstance(step, Loop)]
+            with scope.bound(self.iteration_values(item, k, scope)):
+                ch = self.body(item.body, inner, src, dst, ch, scope)
+            src = dst
         return ch
 
-    def repeat_count(self, scope, item):
-        values = set()
-        for inst in scope.instances or [None]:
-            env = dict(inst.args) if inst is not None and inst.kind == "block" else dict(self.c.expanded.model_args)
-            values.add(evaluate(item.count, env, item.loc))
-        return values.pop() if len(values) == 1 else None
+    def fixed_count(self, item, counts: set, scope: _Scope):
+        """The iteration count every site shares (None: it differs, or cannot be known here)."""
+        if isinstance(item, ForItem):
+            return len(item.rows)
+        if len(counts) == 1:
+            return counts.pop()
+        if not counts:
+            value = self._value(scope.spec(item.count), {}, item.loc)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return None
 
     @staticmethod
-    def node_shape(step):
-        """The analysed shape of a functional op or merge step (None: a block without instances)."""
-        return step.node.meta.get("shape") if step is not None else None
+    def iteration_values(item, k: int, scope: _Scope) -> dict:
+        """What the loop variables stand for at iteration k, as expressions over the class's names."""
+        if isinstance(item, ForItem):
+            return {name: scope.spec(expr) for name, expr in zip(item.names, item.rows[k])}
+        return {item.var: ast.Constant(k)} if item.var else {}
 
-    def shape_of_first(self, scope, rel):
-        if not scope.instances:
-            return None
-        inst = scope.instances[0]
-        path = f"{inst.path}.{rel}" if inst.path else rel
-        return self.shape_of_path(path)
+    def python_loop(self, item: RepeatItem, at: list, src: str, dst: str, ch, scope: _Scope):
+        """``for i in range(count):`` in __init__ and forward; a templated name is computed
+        (``self.add_module(f"layer{i}", ...)``, ``getattr(self, f"layer{i}")``), the channels carried
+        in a local where the body changes them."""
+        loop = self.loop_frame(item, at, ch, scope)
+        if src != dst:  # every iteration reads what the one before wrote
+            scope.forward.append(f"{dst} = {src}")
+        init_start, fwd_start = len(scope.init), len(scope.forward)
+        with scope.looping(item.var, loop.var):
+            out = self.body(item.body, loop.sites, dst, dst, loop.ch, scope)
+        self.close_loop(item, loop, out, at, scope)
+        init_body, fwd_body = scope.init[init_start:], scope.forward[fwd_start:]
+        del scope.init[init_start:], scope.forward[fwd_start:]
+        if loop.chvar:
+            scope.init.append(f"{loop.chvar} = {unparse(ch)}")
+            init_body.append(f"{loop.chvar} = {unparse(out)}")
+        count = scope.spec(item.count)
+        scope.init += [f"for {loop.var} in range({unparse(count)}):", *_indent(init_body or ["pass"])]
+        scope.forward += [f"for {loop.var} in range({unparse(self.forward_expr(count, scope))}):",
+                          *_indent(fwd_body or ["pass"])]
+        return loop.ch
+
+    def loop_frame(self, item: RepeatItem, at: list, ch, scope: _Scope) -> "_LoopFrame":
+        """A Python loop's names and sites: one site per iteration of every site that runs it; the
+        channels carried in a local (``channels``) where an iteration changes them."""
+        runs, carried = [], False
+        for site, step in at:
+            if not isinstance(step, Loop):
+                continue
+            for k, it in enumerate(step.iterations):
+                nxt = step.iterations[k + 1].shape if k + 1 < len(step.iterations) else step.out
+                carried = carried or it.shape is None or nxt is None or it.shape[0] != nxt[0]
+                runs.append((site, it))
+        var = _loop_name(scope, item.var or "_")
+        chvar = scope.init_names.fresh("channels", "the channels a loop carries") if carried else None
+        sites = [_Site({**site.env, **it.values, **({chvar: it.shape[0]} if chvar and it.shape else {})}, it.steps,
+                       site.real, site.base) for site, it in runs]
+        return _LoopFrame(var, chvar, sites, ast.Name(chvar, ast.Load()) if chvar else ch)
+
+    def close_loop(self, item: RepeatItem, loop: "_LoopFrame", out, at: list, scope: _Scope) -> None:
+        """The channels the body hands to the next iteration must be what the network has at every
+        site; the sites after the loop read the carried local's last value."""
+        if loop.chvar is None:
+            return
+        wrong = out is None
+        for site, step in at:
+            if not isinstance(step, Loop):
+                continue
+            for k, it in enumerate(step.iterations):
+                nxt = step.iterations[k + 1].shape if k + 1 < len(step.iterations) else step.out
+                env = {**site.env, **it.values, loop.chvar: it.shape[0] if it.shape else None}
+                wrong = wrong or nxt is None or self._value(out, env, item.loc) != nxt[0]
+            site.env = {**site.env, loop.chvar: step.out[0] if step.out else None}
+        if wrong:
+            raise GenerateError(f"cannot write this repeat: its count differs between instances of {scope.owner} "
+                                "and the channels its body gives do not follow from the block's arguments", item.loc)
+
+    # -- nn.Sequential --
+    def sequential(self, items: list, sites: list, ch, scope: _Scope, loc) -> tuple:
+        """(constructor, channels, prelude): ``nn.Sequential(a, b, ...)`` where its entries are fixed;
+        where an entry is conditional or a loop runs a count that differs between sites, a list built
+        statement by statement (``layers.append(...)``, torchvision's style), the prelude."""
+        pieces: list = []
+        ch = self.seq_items(items, sites, ch, scope, pieces)
+        if all(kind in ("entry", "pre") for kind, *_ in pieces):
+            prelude = [line for kind, *rest in pieces if kind == "pre" for line in rest[0]]
+            entries = [rest[0] for kind, *rest in pieces if kind == "entry"]
+            if not entries:
+                return "nn.Sequential()", ch, prelude
+            inner = []
+            for e in entries:
+                inner.extend(("    " + line) for line in e.split("\n"))
+                inner[-1] += ","
+            return "nn.Sequential(\n" + "\n".join(inner) + "\n)", ch, prelude
+        layers = scope.init_names.fresh("layers", "the layers of an nn.Sequential")
+        return f"nn.Sequential(*{layers})", ch, [f"{layers} = []", *_render_pieces(pieces, layers)]
+
+    def seq_items(self, items: list, sites: list, ch, scope: _Scope, pieces: list):
+        for k, item in enumerate(items):
+            at = _at(sites, k)
+            if isinstance(item, (RepeatItem, ForItem)):
+                ch = self.seq_loop(item, at, ch, scope, pieces)
+            elif isinstance(item, GroupItem):
+                sub: list = []
+                out = self.seq_items(item.body, _group_sites(at), ch, scope, sub)
+                pieces.append(("block", f"if {unparse(scope.spec(item.cond))}:", sub))
+                ch = _either(scope.spec(item.cond), out, ch)
+            else:
+                text, ch, prelude = self.seq_entry(item, at, ch, scope)
+                if prelude:
+                    pieces.append(("pre", prelude))
+                pieces.append(("entry", text))
+        return ch
+
+    def seq_entry(self, item, at: list, ch, scope: _Scope) -> tuple:
+        """(constructor, channels, prelude) of one entry: a nested Sequential, a block or an op module."""
+        modules = [(site, step.module) for site, step in at if isinstance(step, Apply)]
+        what = _relative(modules[0][0], modules[0][1]) if modules else "an entry"
+        if isinstance(item, NamedItem):  # nested Sequential
+            inner = [_Site(site.env, m.body, site.real, site.base) for site, m in modules]
+            return self.sequential(item.seq, inner, ch, scope, item.loc)
+        if item.call.name in self.blocks or item.call.name in scope.op_args or OPS[item.call.name].inferred:
+            pairs = [(site.env, m.in_shape, site.real) for site, m in modules]
+            ctor, ch = self.module_ctor(item.call, ch, scope, pairs, item.loc, item, what)
+            return ctor, ch, []
+        op = OPS[item.call.name]  # a stateless op module
+        ctor = op.module("", self.attr_exprs(item.call.name, item.call, scope, in_forward=False), op,
+                         inplace=self.runs_in_place(item))
+        return ctor, self.channels_after(item.call, ch, scope), []
+
+    def seq_loop(self, item, at: list, ch, scope: _Scope, pieces: list):
+        """A loop in an nn.Sequential: ``*(Block(...) for _ in range(n))`` where one module repeats
+        unchanged, its iterations written out where every site runs the same count, else a Python
+        loop that appends to the list."""
+        counts = {len(step.iterations) for _, step in at if isinstance(step, Loop)}
+        count = self.fixed_count(item, counts, scope)
+        if count == 0:
+            return ch
+        if isinstance(item, RepeatItem) and item.var is None:
+            trial: list = []
+            ch_after = self.seq_items(item.body, self.iteration_sites(at, 0), ch, scope, trial)
+            steady = ch is not None and ch_after is not None and unparse(ch) == unparse(ch_after)
+            if steady and len(trial) == 1 and trial[0][0] == "entry" and "\n" not in trial[0][1] and \
+                    not trial[0][1].startswith("*") and (count is None or count > 1):
+                # Same module each time: one generator expression, as a person would write it. Its loop
+                # variable must not hide an argument the constructor call reads (an argument named `_`).
+                var = scope.init_names.fresh("_", "a loop variable")
+                scope.init_names.release(var)  # the generator expression's own scope ends with it
+                pieces.append(("entry", f"*({trial[0][1]} for {var} in range({unparse(scope.spec(item.count))}))"))
+                return ch_after
+        if count is None:
+            return self.seq_python_loop(item, at, ch, scope, pieces)
+        for k in range(count):  # channels change from one repetition to the next: write each one out
+            with scope.bound(self.iteration_values(item, k, scope)):
+                ch = self.seq_items(item.body, self.iteration_sites(at, k), ch, scope, pieces)
+        return ch
+
+    @staticmethod
+    def iteration_sites(at: list, k: int) -> list:
+        return [_Site({**site.env, **step.iterations[k].values}, step.iterations[k].steps, site.real, site.base)
+                for site, step in at if isinstance(step, Loop) and k < len(step.iterations)]
+
+    def seq_python_loop(self, item: RepeatItem, at: list, ch, scope: _Scope, pieces: list):
+        """``for i in range(n): layers.append(...)``, the channels carried in a local where they change."""
+        loop = self.loop_frame(item, at, ch, scope)
+        sub: list = []
+        with scope.looping(item.var, loop.var):
+            out = self.seq_items(item.body, loop.sites, loop.ch, scope, sub)
+        self.close_loop(item, loop, out, at, scope)
+        if loop.chvar:
+            pieces.append(("line", f"{loop.chvar} = {unparse(ch)}"))
+            sub.append(("line", f"{loop.chvar} = {unparse(out)}"))
+        pieces.append(("block", f"for {loop.var} in range({unparse(scope.spec(item.count))}):", sub))
+        return loop.ch
 
     # -- the model --
     def model(self) -> ClassCode:
@@ -465,7 +767,7 @@ class _Generator:
         if ex.aux:
             params.append("aux_logits: bool = True")
         for a in c.resolved.args:
-            params.append(f"{a.name}: {_TYPES[a.type]} = {a.default!r}")
+            params.append(f"{a.name}: {_TYPES[a.type]} = {_default(a)}")
         init = [f"self.aux_logits = aux_logits"] if ex.aux else []
         init += scope.init
         for n, attr in scope.arg_attrs.items():
@@ -493,8 +795,9 @@ class _Generator:
             heads_from.setdefault(head.source, []).append(head)
         aux_items = {a.name: a for a in self.c.resolved.aux}
         channels = ast.Constant(ex.input[0])
-        for item, step in _paired(self.c.resolved.layers, ex.model.body):
-            channels = self.item(item, step, "x", "x", channels, scope, "")
+        sites = [_Site(ex.model.env, ex.model.body)]
+        for k, item in enumerate(self.c.resolved.layers):
+            channels = self.item(item, _at(sites, k), "x", "x", channels, scope)
             name = item.name if isinstance(item, NamedItem) else None
             for head in heads_after.get(name, []) if name else []:
                 self.aux_init(head, aux_items[head.name], scope)
@@ -503,7 +806,7 @@ class _Generator:
                 local = self.aux_locals[head.name] = scope.local(head.name)
                 scope.forward += [f"{local}: Optional[Tensor] = None",
                                   f"if self.{head.name} is not None and self.training:",
-                                  f"    {local} = self.{head.name}(x)  # {shape_comment(self.shape_of_path(head.name))}"]
+                                  f"    {local} = self.{head.name}(x)  # {shape_comment(head.module.out_shape)}"]
 
     def model_doc(self) -> list:
         """The model's docstring: the spec's description, then where it comes from and its totals."""
@@ -526,16 +829,14 @@ class _Generator:
     def aux_init(self, head, aux_item, scope: _Scope) -> None:
         """Register an aux head (inside `if aux_logits:`), reading its source's output channels."""
         item = aux_item.module
-        source_shape = self.modules[head.source].output.meta["shape"]
-        ch = ast.Constant(source_shape[0])
-        save = scope.init
-        scope.init = []
+        ch = ast.Constant(head.module.in_shape[0])
+        env = self.c.expanded.model.env
         if item.seq is not None:
-            ctor, _ = self.sequential(item.seq, ch, scope, head.name, item.loc)
+            ctor, _, prelude = self.sequential(item.seq, [_Site(env, head.module.body)], ch, scope, item.loc)
         else:
-            ctor, _ = self.module_ctor(item.call, ch, scope, head.name, item.loc, item)
-        scope.init = save
-        scope.init.append(("aux", head.name, f"self.{head.name} = {ctor}"))
+            pairs = [(env, head.module.in_shape, True)]
+            (ctor, _), prelude = self.module_ctor(item.call, ch, scope, pairs, item.loc, item, head.name), []
+        scope.init.append(("aux", head.name, "\n".join([*prelude, f"self.{head.name} = {ctor}"])))
 
     def group_aux_init(self, scope: _Scope, names: list) -> None:
         out, group = [], []
@@ -581,24 +882,233 @@ def _output_fields(heads: list) -> dict:
 
 
 def _module_names(items: list):
-    """(name, location, 'module') of every module a body registers as an attribute of its class:
-    its named items, those inside merge branches included (a Sequential's entries are numbered)."""
+    """(name, location, 'module') of every module a body registers as an attribute of its class under
+    a fixed name: its named items, those inside merge branches, groups and loops included (a
+    Sequential's entries are numbered; a template's names are claimed as they are written)."""
     for item in items:
         if isinstance(item, NamedItem):
-            yield item.name, item.loc, "module"
+            if item.template is None:
+                yield item.name, item.loc, "module"
         elif isinstance(item, MergeItem):
             for branch in item.branches:
                 yield from _module_names(branch)
+        elif isinstance(item, (GroupItem, RepeatItem, ForItem)):
+            yield from _module_names(item.body)
 
 
-def _paired(items: list, steps: list | None):
-    """Each item of a body with the step it expanded to, or with None in a block without instances.
+@dataclass
+class _Site:
+    """One place a class's code runs: the names its expressions read there with their values (its
+    arguments, INPUT_NAMES, loop variables, a loop's carried channels) and the expanded steps of the
+    items being written (one per item). ``real`` is False for an absent item's shadow (sizes only);
+    ``base`` is the path of the instance, for messages."""
 
-    Expansion turns every item into exactly one step (Absent for an ``if:`` that is false).
-    """
-    if steps is None:
-        return ((item, None) for item in items)
-    return zip(items, steps, strict=True)
+    env: dict
+    steps: list | None
+    real: bool = True
+    base: str = ""
+
+
+@dataclass
+class _Attr:
+    """A named item's attribute as the class writes it: how forward reads it, how __init__ assigns it
+    (``{}`` the constructor), whether the name is fixed, and the name for messages."""
+
+    read: str
+    assigns: str
+    fixed: bool
+    text: str
+
+    def assign(self, ctor: str) -> str:
+        return self.assigns.replace("{}", ctor, 1)
+
+
+@dataclass
+class _LoopFrame:
+    var: str  # the loop variable in generated code
+    chvar: str | None  # the local carrying the channels (None: the body keeps them)
+    sites: list
+    ch: object  # the channel expression the body starts from
+
+
+def _at(sites: list, k: int) -> list:
+    """(site, step) of item k at every site (step None where the site's steps are not known)."""
+    return [(site, site.steps[k] if site.steps is not None else None) for site in sites]
+
+
+def _first(at: list):
+    """The step of the first site (its shapes write the comments; a shadow's are not the network's)."""
+    return at[0][1] if at and at[0][0].real else None
+
+
+def _real_first(sites: list) -> list:
+    """Sites where a construct is there before its shadows (the first writes the shape comments)."""
+    return [s for s in sites if s.real] + [s for s in sites if not s.real]
+
+
+def _node_shape(step):
+    """The analysed shape of a functional op or merge step (None: not in the network here)."""
+    node = getattr(step, "node", None)
+    return node.meta.get("shape") if node is not None else None
+
+
+def _module_of(step):
+    if isinstance(step, Apply):
+        return step.module
+    if isinstance(step, Absent) and isinstance(step.shadow, Module):
+        return step.shadow
+    return None
+
+
+def _in_shape(step):
+    return step.module.in_shape if isinstance(step, Apply) else getattr(step, "shape", None)
+
+
+def _out_shape(step):
+    return step.module.out_shape if isinstance(step, Apply) else None
+
+
+def _relative(site: _Site, module) -> str:
+    """A module's path inside the class instance of ``site`` (``features.3``), for messages."""
+    return module.path[len(site.base) + 1:] if site.base and module.path.startswith(site.base + ".") else module.path
+
+
+def _branch_sites(at: list, j: int) -> list:
+    """The sites of a merge's branch j: where it is there, else where it is absent, its shadow."""
+    out = []
+    for site, step in at:
+        if not isinstance(step, Merge):
+            continue
+        present = step.present if step.present is not None else list(range(len(step.branches)))
+        if j in present:
+            out.append(_Site(site.env, step.branches[present.index(j)], site.real, site.base))
+        elif step.shadows.get(j) is not None:
+            out.append(_Site(site.env, step.shadows[j], False, site.base))
+    return _real_first(out)
+
+
+def _group_sites(at: list) -> list:
+    """The sites of a conditional group's body: where it is there, then where it is absent, its shadow."""
+    inner = []
+    for site, step in at:
+        if isinstance(step, Group):
+            inner.append(_Site(site.env, step.steps, site.real, site.base))
+        elif isinstance(step, Absent) and step.shadow is not None:
+            inner.append(_Site(site.env, step.shadow, False, site.base))
+    return _real_first(inner)
+
+
+def _branch_label(items: list, j: int) -> str:
+    for it in items:
+        if isinstance(it, NamedItem) and it.name and it.template is None:
+            return it.name
+    return f"branch {j + 1}" if items else f"branch {j + 1} (identity)"
+
+
+def _either(cond, then, other):
+    """The channel expression after a conditional construct: ``then if cond else other`` (one of
+    them where both are the same; None where either is unknown)."""
+    if then is None or other is None:
+        return None
+    if unparse(then) == unparse(other):
+        return then
+    return fold(ast.IfExp(cond, then, other))
+
+
+def _fstring(template: tuple, subst: dict) -> str:
+    """A template name as an f-string over the generated loop variables: f"layer{i + 1}"."""
+    parts = [p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{" + unparse(substitute(p, subst)) + "}"
+             for p in template]
+    return 'f"' + "".join(parts) + '"'
+
+
+def _render_pieces(pieces: list, layers: str) -> list:
+    """The statements that build an nn.Sequential's list of layers."""
+    out = []
+    for kind, *rest in pieces:
+        if kind == "entry" and rest[0].startswith("*("):  # a generator of modules
+            out += f"{layers}.extend({rest[0][2:-1]})".split("\n")
+        elif kind == "entry":
+            out += f"{layers}.append({rest[0]})".split("\n")
+        elif kind in ("pre",):
+            out += rest[0]
+        elif kind == "line":
+            out.append(rest[0])
+        else:
+            out += [rest[0], *_indent(_render_pieces(rest[1], layers) or ["pass"])]
+    return out
+
+
+def _loop_name(scope, want: str) -> str:
+    """A loop variable free in both __init__ and forward (the same name in both)."""
+    while True:
+        name = scope.init_names.fresh(want, "a loop variable")
+        if scope.names.why_taken(name) is None:
+            scope.names.used[name] = "a loop variable"
+            return name
+
+
+def name_uses_input(used, dim: int) -> bool:
+    """Whether a block's expressions read its input's height (dim 1) or width (dim 2)."""
+    return INPUT_NAMES[dim] in used
+
+
+def _shadow_blocks(model) -> dict:
+    """Block name -> the block instances inside absent items' shadows, in network order."""
+    out: dict = {}
+
+    def steps(items):
+        for step in items:
+            if isinstance(step, Absent) and step.shadow is not None:
+                if isinstance(step.shadow, Module):
+                    module(step.shadow)
+                else:
+                    steps(step.shadow)
+            elif isinstance(step, Group):
+                steps(step.steps)
+            elif isinstance(step, Loop):
+                for it in step.iterations:
+                    steps(it.steps)
+            elif isinstance(step, Merge):
+                for branch in [*step.branches, *(b for b in step.shadows.values() if b is not None)]:
+                    steps(branch)
+
+    def module(root):
+        for m in root.walk():
+            if m.kind == "block":
+                out.setdefault(m.type, []).append(m)
+            steps(m.body)
+
+    for m in model.walk():
+        steps(m.body)
+    return out
+
+
+def module_class(name: str, attrs: dict) -> str:
+    """An op's module class as a value (torchvision's activation_layer, norm_layer): ``nn.ReLU``, or with
+    its attributes bound, ``partial(nn.LeakyReLU, negative_slope=0.2)``; the input size, where the op
+    takes one, is the one argument left to the call (``norm_layer(channels)``)."""
+    op = OPS[name]
+    call = ast.parse(op.module(_IN, attrs, op, inplace=False), mode="eval").body
+    args = [ast.unparse(a) for a in call.args]
+    if op.inferred:
+        if not args or args[-1] != _IN:
+            raise GenerateError(f"cannot write {name} as a module class that takes its input size last")
+        args = args[:-1]
+    rest = args + [f"{k.arg}={ast.unparse(k.value)}" for k in call.keywords]
+    return f"partial({ast.unparse(call.func)}, {', '.join(rest)})" if rest else ast.unparse(call.func)
+
+
+def _op_value_source(value) -> str:
+    op = OPS[value.name]
+    texts = {a.name: repr(v) for a, v in zip(op.attrs, value.args)}
+    texts.update({k: repr(v) for k, v in value.kwargs})
+    return module_class(value.name, texts)
+
+
+def _default(arg) -> str:
+    """An argument's default as generated source."""
+    return _op_value_source(arg.default) if arg.type == "op" else repr(arg.default)
 
 
 def _keyword_only(args: list) -> int:
@@ -647,7 +1157,10 @@ def helpers(compiled, files) -> list:
     """The classes the generated file defines for ops that torch has no module for (LayerNorm2d,
     Permute, StochasticDepth: no torchvision import), in catalog order. Their names are claimed in
     the file's namespace before the spec's classes, which are renamed around them."""
+    r = compiled.resolved
     used = {n.op for n in compiled.graph if n.is_module}
+    used |= {a.default.name for a in [*r.args, *(a for b in r.blocks.values() for a in b.args)]
+             if a.type == "op" and not a.required}  # a default the generated class names
     out = []
     for op in OPS.values():
         if op.helper is not None and op.name in used:
@@ -681,6 +1194,10 @@ MAKE_DIVISIBLE = '''def make_divisible(value: float, divisor: int, min_value=Non
     return rounded + divisor if rounded < 0.9 * value else rounded'''
 
 
+def _has_op_args(resolved) -> bool:
+    return any(a.type == "op" for a in [*resolved.args, *(a for b in resolved.blocks.values() for a in b.args)])
+
+
 def _names_used(classes: list) -> set:
     """The words of the generated classes' code (``math``, ``make_divisible``): what the file must
     import or define (a word of a comment may add an import nothing reads, never leave one out)."""
@@ -700,6 +1217,8 @@ def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
         "helpers": gen.helpers + ([MAKE_DIVISIBLE] if "make_divisible" in used and "make_divisible" in
                                   gen.files.reserved else []),
         "math": "math" in used and "math" in gen.files.reserved,
+        "callable": "Callable" in used and "Callable" in gen.files.reserved,
+        "partial": "partial" in used and "partial" in gen.files.reserved,
         "model": model,
         "blocks": blocks,
         "outputs": gen.outputs_class if ex.aux else None,

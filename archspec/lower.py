@@ -10,7 +10,7 @@ read.
 """
 from __future__ import annotations
 
-from .expand import Absent, Apply, Expanded, Func, Merge, Module
+from .expand import Absent, Apply, Expanded, Func, Group, Loop, Merge, Module
 from .graph import Graph, Node, Span
 
 
@@ -47,6 +47,8 @@ class _Lowerer:
             step.node = Node(self.fresh(owner.path, step.op), step.op, step.attrs, owner.path, [x], owner.part,
                              step.loc, owner)
             return self.g.add(step.node)
+        if isinstance(step, Merge) and len(step.branches) == 1 and step.split is None:
+            return self.steps(step.branches[0], x, owner)  # a merge whose other branches are absent: the branch
         if isinstance(step, Merge):
             heads = [x] * len(step.branches)
             if step.split is not None:  # branch i reads its chunk of the channels: one node per branch
@@ -59,6 +61,12 @@ class _Lowerer:
                              owner, step.labels)
             return self.g.add(step.node)
         if isinstance(step, Absent):
+            return x
+        if isinstance(step, Group):
+            return self.steps(step.steps, x, owner)
+        if isinstance(step, Loop):
+            for iteration in step.iterations:
+                x = self.steps(iteration.steps, x, owner)
             return x
         raise TypeError(step)
 
@@ -82,24 +90,33 @@ def lower(expanded: Expanded) -> Graph:
 
 def nodes_by_item(model, graph) -> dict:
     """id(spec item) -> the graph nodes its op became, in every instance of its block and every
-    repetition of a repeat; None among them where it follows a module whose ``if:`` is false (its
-    input is then that module's input, which another configuration of the arguments would not share)."""
+    repetition of a loop; None among them where it follows a module whose ``if:`` is false, a
+    conditional group or branch, or a loop in a body (its input is then what came before, which
+    another configuration of the arguments would not share)."""
     out: dict = {}
     for module in model.walk():
         if module.kind == "op":
             out.setdefault(id(module.item), []).append(graph.node(module.path))
-        _step_nodes(module.body, out)
+        _step_nodes(module.body, out, module.kind == "sequential")
     return out
 
 
-def _step_nodes(steps: list, out: dict) -> None:
-    after_absent = False
+def _step_nodes(steps: list, out: dict, in_sequential: bool, after: bool = False) -> bool:
+    """Record the nodes of ``steps``; returns whether the step after them follows a construct whose
+    configuration varies."""
     for step in steps:
         if isinstance(step, Func):
-            out.setdefault(id(step.item), []).append(None if after_absent else step.node)
+            out.setdefault(id(step.item), []).append(None if after else step.node)
         elif isinstance(step, Merge):
             for branch in step.branches:
-                _step_nodes(branch, out)
-        elif isinstance(step, Apply) and after_absent and step.module.kind == "op":
+                _step_nodes(branch, out, in_sequential)
+        elif isinstance(step, Apply) and after and step.module.kind == "op":
             out.setdefault(id(step.module.item), []).append(None)
-        after_absent = isinstance(step, Absent)
+        elif isinstance(step, Group):
+            _step_nodes(step.steps, out, in_sequential, after)
+        elif isinstance(step, Loop):
+            for iteration in step.iterations:
+                after = _step_nodes(iteration.steps, out, in_sequential, after)
+        after = isinstance(step, (Absent, Group)) or (isinstance(step, Merge) and step.present is not None) or \
+            (isinstance(step, Loop) and not in_sequential)
+    return after

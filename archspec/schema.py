@@ -8,7 +8,8 @@ parts too, so that an editor's YAML language server can complete and check them:
 * a layer: a call string (``relu``, ``conv2d(64, 3, stride=2)``), ``{name: call}``,
   ``{name: [...]}`` (an nn.Sequential), optionally with ``if:``, or ``{concat|add|mul: [branch, ...]}``
   (optionally with ``split:``);
-* inside an nn.Sequential: calls, nested lists and ``{repeat: N, body: [...]}``;
+* inside an nn.Sequential: calls, nested lists, ``{repeat: N, body: [...]}`` and groups;
+* loops (``repeat:`` with ``as:``, ``for:`` tables) and conditional groups ``{if: c, body: [...]}``;
 * an argument: ``"int"``, ``"size = 1"`` or ``{type, default, doc}``;
 * the keys that ``load`` resolves before validation: ``use``, ``extends`` and ``edit``.
 
@@ -24,8 +25,15 @@ import json
 from .ops import MERGES, OPS, USER_OPS
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_TYPES = ["int", "float", "bool", "size", "number"]
+_TYPES = ["int", "float", "bool", "size", "number", "op"]
+# A module name, or inside a loop a template over its variables ("denselayer{i + 1}").
+NAME_OR_TEMPLATE = r"^([A-Za-z_]|\{[^{}]+\})([A-Za-z0-9_]|\{[^{}]+\})*$"
 _REF = "#/$defs/"
+
+
+_EXPR_DOC = ("a number, a boolean, or an expression over arguments such as 'ch // 2', 't != 1 and stride == 1', "
+             "'a if c else b', 'make_divisible(c * width, 8)' (functions: min, max, round, int, ceil, floor, "
+             "make_divisible)")
 
 
 def _ref(name: str) -> dict:
@@ -39,7 +47,7 @@ def _calls_doc() -> str:
 
 
 def _defs() -> dict:
-    return {**_layer_defs(), **_other_defs()}
+    return {**_layer_defs(), **_construct_defs(), **_other_defs()}
 
 
 def _layer_defs() -> dict:
@@ -54,14 +62,13 @@ def _layer_defs() -> dict:
                          "BasicConv2d(64, k=1)"],
         },
         "Expr": {
-            "description": "a number, a boolean, or an expression over arguments such as 'ch // 2', "
-                           "'t != 1 and stride == 1', 'a if c else b', 'make_divisible(c * width, 8)' "
-                           "(functions: min, max, round, int, ceil, floor, make_divisible)",
+            "description": _EXPR_DOC,
             "anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}],
         },
         "Layer": {
-            "description": "a call, {name: call}, {name: [...]} (an nn.Sequential) or {concat|add|mul: [branch, ...]}",
-            "anyOf": [_ref("Call"), _ref("Merge"), _ref("Named")],
+            "description": "a call, {name: call}, {name: [...]} (an nn.Sequential), {concat|add|mul: [branch, ...]}, "
+                           "a group {if: c, body: [...]} or a loop (repeat:, for:)",
+            "anyOf": [_ref("Call"), _ref("Merge"), _ref("Group"), _ref("Repeat"), _ref("For"), _ref("Named")],
         },
         "Named": {
             "type": "object",
@@ -71,7 +78,7 @@ def _layer_defs() -> dict:
             "maxProperties": 2,
             "anyOf": [{"maxProperties": 1}, {"required": ["if"]}],
             "properties": {"if": {**_ref("Expr"), "description": "the module exists only when this is true"}},
-            "propertyNames": {"pattern": IDENT, "not": {"enum": [*MERGES, "body"]}},
+            "propertyNames": {"pattern": NAME_OR_TEMPLATE, "not": {"enum": [*MERGES, "body"]}},
             "additionalProperties": {"anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}]},
         },
         "Merge": {
@@ -79,28 +86,60 @@ def _layer_defs() -> dict:
             "description": "parallel branches from the same input, joined by concat (channels), add or mul "
                            "(broadcasting); with split: branch i reads chunk i of the input's channels",
             "minProperties": 1,
-            "maxProperties": 2,
+            "maxProperties": 3,
             "oneOf": [{"required": [kind]} for kind in MERGES],
             "properties": {**{kind: _ref("Branches") for kind in MERGES},
-                           "split": {**_ref("Expr"), "description": "N equal chunks, or a tuple of channel counts"}},
+                           "split": {**_ref("Expr"), "description": "N equal chunks, or a tuple of channel counts"},
+                           "if": {**_ref("Expr"), "description": "the merge is there only when this is true"}},
             "additionalProperties": False,
         },
         "Branches": {
             "type": "array",
             "minItems": 2,
-            "description": "each branch is a list of layers (an empty list is the identity) or a single layer",
-            "items": {"anyOf": [layers, _ref("Layer")]},
+            "description": "each branch is a list of layers (an empty list is the identity), a single layer, or "
+                           "{if: c, body: [...]}: a branch there only when c holds (one per merge)",
+            "items": {"anyOf": [layers, _ref("Group"), _ref("Layer")]},
         },
         "SeqItem": {
-            "description": "inside an nn.Sequential (numbered, not named): a call, a nested list, or repeat",
-            "anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}, _ref("Repeat")],
+            "description": "inside an nn.Sequential (numbered, not named): a call, a nested list, a loop or a group",
+            "anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}, _ref("Repeat"), _ref("For"),
+                      _ref("Group")],
         },
+    }
+
+
+def _construct_defs() -> dict:
+    """Loops and conditional groups, in a body or an nn.Sequential."""
+    body = {"type": "array", "items": {"anyOf": [_ref("Layer"), _ref("SeqItem")]}}
+    cond = {**_ref("Expr"), "description": "the item is there only when this is true"}
+    return {
         "Repeat": {
             "type": "object",
-            "description": "the body, N times (inside an nn.Sequential)",
+            "description": "the body, N times; as: names the index (0, 1, ...), in scope in the body and its "
+                           "names' templates (\"layer{i + 1}\")",
             "required": ["repeat", "body"],
             "additionalProperties": False,
-            "properties": {"repeat": _ref("Expr"), "body": {"type": "array", "items": _ref("SeqItem")}},
+            "properties": {"repeat": _ref("Expr"), "as": {"type": "string", "pattern": IDENT}, "if": cond,
+                           "body": body},
+        },
+        "For": {
+            "type": "object",
+            "description": "the body once per row of a table, the row's values bound to the names",
+            "required": ["for", "in", "body"],
+            "additionalProperties": False,
+            "properties": {
+                "for": {"anyOf": [{"type": "string", "pattern": IDENT},
+                                  {"type": "array", "items": {"type": "string", "pattern": IDENT}}]},
+                "in": {"type": "array", "description": "rows: one value or expression per name",
+                       "items": {"anyOf": [{"type": "array"}, _ref("Expr")]}},
+                "if": cond, "body": body},
+        },
+        "Group": {
+            "type": "object",
+            "description": "the items when the condition holds, nothing when it does not",
+            "required": ["if", "body"],
+            "additionalProperties": False,
+            "properties": {"if": cond, "body": body},
         },
     }
 
@@ -118,7 +157,7 @@ def _other_defs() -> dict:
         "ArgDecl": {
             "anyOf": [
                 {"type": "string", "pattern": r"^\s*(" + "|".join(_TYPES) + r")\s*(=.*)?$",
-                 "examples": ["int", "size = 1", "float = 0.2"]},
+                 "examples": ["int", "size = 1", "float = 0.2", "op = relu"]},
                 {"type": "object", "required": ["type"], "additionalProperties": False,
                  "properties": {"type": {"enum": _TYPES}, "default": {}, "doc": {"type": "string"}}},
             ],

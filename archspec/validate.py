@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import exprs
 from .errors import ArchspecError, ErrorList, Loc, SpecError, raise_all
 from .load import LDict, LList, join_path, loc_of
-from .ops import MERGES, OPS
+from .ops import MERGES, OPS, USER_OPS
 
 # Names with a meaning of their own where a layer name is expected (`input`: the network's input
 # in the graph, draw and diff).
@@ -157,7 +157,8 @@ class CallItem:
 
 @dataclass
 class NamedItem:
-    """``name: CALL`` (a module attribute) or ``name: [...]`` (an nn.Sequential)."""
+    """``name: CALL`` (a module attribute) or ``name: [...]`` (an nn.Sequential). Inside a loop the
+    name may be a template over the loop variables: ``"denselayer{i + 1}": DenseLayer(32)``."""
 
     name: str
     loc: Loc
@@ -165,6 +166,7 @@ class NamedItem:
     seq: list | None = None
     cond: ast.expr | None = None
     cond_loc: Loc | None = None  # where the if: value is
+    template: tuple | None = None  # the name's parts: strings and expressions (``{i + 1}``)
 
 
 @dataclass
@@ -177,15 +179,42 @@ class MergeItem:
     loc: Loc
     split: ast.expr | None = None  # N (equal chunks) or a tuple of channel counts
     split_loc: Loc | None = None
+    conds: list | None = None  # per branch: the condition of a conditional branch ({if: c, body: [...]}), or None
 
 
 @dataclass
 class RepeatItem:
-    """``{repeat: N, body: [...]}`` inside a Sequential."""
+    """``{repeat: N, body: [...]}``: the body N times, with the index in scope as ``as:`` names it
+    (0, 1, ...). In an nn.Sequential its entries are numbered on; in a body its modules are
+    attributes, named by templates over the index (``"layer{i + 1}"``)."""
 
     count: ast.expr
     body: list
     loc: Loc
+    var: str | None = None  # the loop variable (as: i)
+
+
+@dataclass
+class ForItem:
+    """``{for: [t, c, n, s], in: [[1, 16, 1, 1], ...], body: [...]}``: the body once per row of the
+    table, the row's values bound to the names (MobileNet's stage table)."""
+
+    names: tuple
+    rows: list  # of tuples of expressions, one per name
+    body: list
+    loc: Loc
+
+
+@dataclass
+class GroupItem:
+    """``{if: COND, body: [...]}``: the items when COND holds, nothing when it does not (in an
+    nn.Sequential the later entries are then numbered one lower). ``if:`` on a merge, a repeat or a
+    for is this group around the one item."""
+
+    cond: ast.expr
+    body: list
+    loc: Loc
+    cond_loc: Loc | None = None
 
 
 @dataclass
@@ -254,6 +283,7 @@ class _Items:
 
     def __init__(self, errors: list):
         self.errors = errors
+        self.loop_vars: list = []  # the variables of the loops being parsed, innermost last
 
     def seq(self, raw, loc: Loc, sequential: bool) -> list:
         if not isinstance(raw, list):
@@ -280,15 +310,35 @@ class _Items:
             raise SpecError("a list here needs a name: write {name: [...]} for an nn.Sequential", loc)
         if not isinstance(raw, dict):
             raise SpecError(f"expected a layer (a call, {{name: call}} or {{concat: [...]}}), got {exprs.describe(raw)}", loc)
+        construct = self.construct(raw, loc, sequential)
+        if construct is not None:
+            if "if" in raw and not isinstance(construct, GroupItem):  # if: around a merge, repeat or for
+                at = loc_of(raw, "if")
+                return GroupItem(self.expr(raw["if"], at), [construct], loc, at)
+            return construct
+        self.not_a_merge(raw)
+        return self.named(raw, loc, sequential)
+
+    def construct(self, raw: dict, loc: Loc, sequential: bool):
+        """A repeat, a for table, a merge or a conditional group (None: a named item)."""
         # `repeat` is the unrolling construct when it comes with `body`; alone it is a module name
-        # (timm's Inception-ResNet-v2 calls its 35x35 stage `repeat`).
+        # (timm's Inception-ResNet-v2 calls its 35x35 stage `repeat`). Likewise `body` is a module
+        # name unless it holds a list beside an `if:`.
         if "repeat" in raw and ("body" in raw or sequential):
             return self.repeat(raw, loc, sequential)
+        if "for" in raw and "body" in raw:
+            return self.table(raw, loc, sequential)
         for kind in MERGES:
             if kind in raw:
                 return self.merge(raw, kind, loc)
-        self.not_a_merge(raw)
-        return self.named(raw, loc, sequential)
+        if "if" in raw and isinstance(raw.get("body"), list):
+            extra = [k for k in raw if k not in ("if", "body")]
+            if extra:
+                raise SpecError(f"a conditional group is {{if: COND, body: [...]}}; '{extra[0]}' does not belong in it",
+                                _key_loc(raw, extra[0]))
+            at = loc_of(raw, "if")
+            return GroupItem(self.expr(raw["if"], at), self.seq(raw["body"], loc_of(raw, "body"), sequential), loc, at)
+        return None
 
     def not_a_merge(self, raw: dict) -> None:
         """The closed set of merges: a key that names a way of joining tensors (``sum``, ``cat``) or
@@ -305,16 +355,60 @@ class _Items:
                                 "entries are calls: a list of branches needs a merge", _key_loc(raw, key))
 
     def repeat(self, raw: dict, loc: Loc, sequential: bool) -> RepeatItem:
-        if not sequential:
-            raise SpecError("repeat: is only allowed inside an nn.Sequential list (modules are then numbered)", loc)
-        extra = [k for k in raw if k not in ("repeat", "body")]
+        extra = [k for k in raw if k not in ("repeat", "body", "as", "if")]
         if extra or "body" not in raw:
-            raise SpecError("repeat needs exactly {repeat: N, body: [...]}", loc)
+            raise SpecError("repeat needs {repeat: N, body: [...]} (and optionally as: a name for the index, if:)",
+                            _key_loc(raw, extra[0]) if extra else loc)
         count = self.expr(raw["repeat"], loc_of(raw, "repeat"))
-        return RepeatItem(count, self.seq(raw["body"], loc_of(raw, "body"), True), loc)
+        var = None
+        if "as" in raw:
+            var = raw["as"]
+            self.check_variable(var, loc_of(raw, "as"))
+        return RepeatItem(count, self.loop_body(raw, (var,) if var else (), sequential), loc, var)
+
+    def table(self, raw: dict, loc: Loc, sequential: bool) -> ForItem:
+        """``for: [t, c, n, s]``, ``in:`` the rows, ``body:`` the items (``if:`` beside them)."""
+        extra = [k for k in raw if k not in ("for", "in", "body", "if")]
+        if extra or "in" not in raw:
+            raise SpecError("a table loop is {for: [names], in: [[row], ...], body: [...]}",
+                            _key_loc(raw, extra[0]) if extra else loc)
+        names = raw["for"] if isinstance(raw["for"], list) else [raw["for"]]
+        at = loc_of(raw, "for")
+        for name in names:
+            self.check_variable(name, at)
+        if len(set(names)) != len(names):
+            raise SpecError("for: names a variable twice", at)
+        rows_raw, rows_at = raw["in"], loc_of(raw, "in")
+        if not isinstance(rows_raw, list):
+            raise SpecError(f"in: must be a list of rows, got {exprs.describe(rows_raw)}", rows_at)
+        rows = [self.row(row, names, loc_of(rows_raw, j) or rows_at) for j, row in enumerate(rows_raw)]
+        return ForItem(tuple(names), rows, self.loop_body(raw, tuple(names), sequential), loc)
+
+    def row(self, row, names: list, at: Loc) -> tuple:
+        """One row of a for: table: one expression per name (a single name may take a bare value)."""
+        cells = row if isinstance(row, list) and (len(names) > 1 or (row and isinstance(row[0], list))) else [row]
+        if len(cells) != len(names):
+            raise SpecError(f"this row has {len(cells)} value{'s' if len(cells) != 1 else ''}, the table "
+                            f"{len(names)} ({', '.join(names)})", at)
+        return tuple(self.expr(f"({', '.join(map(str, c))},)" if isinstance(c, list) else c, at) for c in cells)
+
+    def loop_body(self, raw: dict, variables: tuple, sequential: bool) -> list:
+        self.loop_vars.append(variables)
+        try:
+            return self.seq(raw["body"], loc_of(raw, "body"), sequential)
+        finally:
+            self.loop_vars.pop()
+
+    def check_variable(self, name, loc: Loc) -> None:
+        """A loop variable: a name that is no argument's of the language's own."""
+        if not isinstance(name, str):
+            raise SpecError(f"a loop variable must be a name, got {exprs.describe(name)}", loc)
+        self.check_name(name, loc)
+        if name in ("in_channels", "in_h", "in_w", "num_classes"):
+            raise SpecError(f"'{name}' is in scope already and cannot be a loop variable", loc)
 
     def merge(self, raw: dict, kind: str, loc: Loc) -> MergeItem:
-        others = [k for k in raw if k not in (kind, "split")]
+        others = [k for k in raw if k not in (kind, "split", "if")]
         if others:
             raise SpecError(f"'{kind}' cannot be combined with '{others[0]}' in one item", _key_loc(raw, others[0]))
         split = None
@@ -326,18 +420,33 @@ class _Items:
         at = loc_of(raw, kind)
         if not isinstance(branches_raw, list) or len(branches_raw) < 2:
             raise SpecError(f"{kind} needs a list of at least two branches", at)
-        branches = []
+        branches, conds = [], []
         for j, br in enumerate(branches_raw):
-            bat = loc_of(branches_raw, j) or at
-            if isinstance(br, list):
-                branches.append(self.seq(br, bat, False))
-            else:
-                try:
-                    branches.append([self.item(br, bat, False)])
-                except ArchspecError as exc:
-                    self.errors.append(exc)
-                    branches.append([])
-        return MergeItem(kind, branches, loc, split, loc_of(raw, "split") if split is not None else None)
+            branch, cond = self.branch(br, loc_of(branches_raw, j) or at)
+            branches.append(branch)
+            conds.append(cond)
+        if sum(c is not None for c in conds) > 1:
+            raise SpecError(f"{kind} has {sum(c is not None for c in conds)} conditional branches; one is allowed "
+                            "(write the others' conditions into a block, or nest the merges)", at)
+        if split is not None and any(c is not None for c in conds):
+            raise SpecError("split: gives every branch its chunk; a conditional branch cannot have one", at)
+        return MergeItem(kind, branches, loc, split, loc_of(raw, "split") if split is not None else None,
+                         conds if any(c is not None for c in conds) else None)
+
+    def branch(self, raw, at: Loc) -> tuple:
+        """(items, condition) of a merge's branch: a list, one item, or {if: COND, body: [...]} (a
+        conditional branch, there only when COND holds)."""
+        cond = None
+        if isinstance(raw, dict) and "if" in raw and isinstance(raw.get("body"), list) and len(raw) == 2:
+            cond = self.expr(raw["if"], loc_of(raw, "if"))
+            raw, at = raw["body"], loc_of(raw, "body") or at
+        if isinstance(raw, list):
+            return self.seq(raw, at, False), cond
+        try:
+            return [self.item(raw, at, False)], cond
+        except ArchspecError as exc:
+            self.errors.append(exc)
+            return [], cond
 
     def named(self, raw: dict, loc: Loc, sequential: bool) -> NamedItem:
         """``name: call`` or ``name: [...]``, with an optional ``if:``."""
@@ -354,14 +463,38 @@ class _Items:
         name_loc = _key_loc(raw, name)
         if sequential:
             raise SpecError(f"'{name}': modules inside an nn.Sequential are numbered, not named", name_loc)
-        self.check_name(name, name_loc)
+        template = self.template(name, name_loc) if isinstance(name, str) and "{" in name else None
+        if template is None:
+            self.check_name(name, name_loc)
         value = raw[name]
         vloc = loc_of(raw, name) or loc
         if isinstance(value, str):
-            return NamedItem(name, name_loc, call=exprs.parse_call(value, vloc), cond=cond, cond_loc=cond_loc)
+            return NamedItem(name, name_loc, call=exprs.parse_call(value, vloc), cond=cond, cond_loc=cond_loc,
+                             template=template)
         if isinstance(value, list):
-            return NamedItem(name, name_loc, seq=self.seq(value, vloc, True), cond=cond, cond_loc=cond_loc)
+            return NamedItem(name, name_loc, seq=self.seq(value, vloc, True), cond=cond, cond_loc=cond_loc,
+                             template=template)
         raise SpecError(f"'{name}' must be a call or a list of layers, got {exprs.describe(value)}", vloc)
+
+    def template(self, name: str, loc: Loc) -> tuple:
+        """A name with ``{expression}`` parts, inside a loop: ("denselayer", <i + 1>)."""
+        if not self.loop_vars:
+            raise SpecError(f"'{name}': a name with {{...}} is a template over a loop variable; it belongs in the "
+                            "body of a repeat: (with as:) or a for: table", loc)
+        parts, rest = [], name
+        while rest:
+            head, brace, tail = rest.partition("{")
+            if head:
+                parts.append(head)
+            if not brace:
+                break
+            inner, close, rest = tail.partition("}")
+            if not close or "{" in inner:
+                raise SpecError(f"'{name}': unbalanced {{ }} in a name template", loc)
+            parts.append(exprs.parse_expr(inner, loc))
+        if "}" in "".join(p for p in parts if isinstance(p, str)):
+            raise SpecError(f"'{name}': unbalanced {{ }} in a name template", loc)
+        return tuple(parts)
 
     def check_name(self, name, loc: Loc) -> None:
         if not exprs.is_identifier(name):
@@ -394,13 +527,22 @@ def expressions(items: list):
                 yield from _call_exprs(item.call)
             else:
                 yield from expressions(item.seq)
+            if item.template is not None:
+                yield from (p for p in item.template if not isinstance(p, str))
         elif isinstance(item, MergeItem):
             if item.split is not None:
                 yield item.split
+            yield from (c for c in item.conds or () if c is not None)
             for branch in item.branches:
                 yield from expressions(branch)
         elif isinstance(item, RepeatItem):
             yield item.count
+            yield from expressions(item.body)
+        elif isinstance(item, ForItem):
+            yield from (cell for row in item.rows for cell in row)
+            yield from expressions(item.body)
+        elif isinstance(item, GroupItem):
+            yield item.cond
             yield from expressions(item.body)
 
 
@@ -430,27 +572,13 @@ def parse_args(raw: dict, where: Loc, errors: list, owner: str) -> list:
         vat = loc_of(raw, name) or where
         try:
             items.check_name(name, at)
-            if name == "in_channels":
-                raise SpecError("'in_channels' is inferred from the input and cannot be declared", at)
-            doc = None
-            if isinstance(value, dict):
-                unknown = [k for k in value if k not in ("type", "default", "doc")]
-                if unknown:
-                    raise SpecError(f"unknown field '{unknown[0]}' in argument '{name}' (expected type, default, doc)", _key_loc(value, unknown[0]))
-                type_, doc = value.get("type"), value.get("doc")
-                default = value["default"] if "default" in value else exprs_required
-                if default is not exprs_required and isinstance(default, list):
-                    default = tuple(default)
-            elif isinstance(value, str):
-                type_, _, dflt = value.partition("=")
-                type_ = type_.strip()
-                default = exprs_required
-                if dflt.strip():
-                    default = exprs.evaluate(items.expr(dflt.strip(), vat), {}, vat, f" in the default of '{name}'")
-            else:
-                raise SpecError(f"argument '{name}' needs a type such as 'int' or 'size = 1', got {exprs.describe(value)}", vat)
-            if type_ not in exprs.TYPES:
-                raise SpecError(f"argument '{name}' has unknown type '{type_}' (expected one of {', '.join(exprs.TYPES)})", vat)
+            if name in ("in_channels", "in_h", "in_w"):
+                raise SpecError(f"'{name}' is the size of a block's input and cannot be declared", at)
+            type_, default, doc = _declaration(name, value, items, vat)
+            if type_ == "op":
+                _op_argument(name, at)
+                if default is not exprs_required:
+                    default = op_value(default, vat, f"the default of '{name}'")
             if default is not exprs_required:
                 checked = exprs.check_type(default, type_)
                 if checked is None:
@@ -460,6 +588,67 @@ def parse_args(raw: dict, where: Loc, errors: list, owner: str) -> list:
         except ArchspecError as exc:
             errors.append(exc)
     return out
+
+
+def _declaration(name: str, value, items: "_Items", vat: Loc) -> tuple:
+    """(type, default or exprs_required, doc) of one argument as written: ``'size = 1'`` or the long
+    form ``{type, default, doc}``; an op argument's default is kept as written (its text, an op)."""
+    doc = None
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in ("type", "default", "doc")]
+        if unknown:
+            raise SpecError(f"unknown field '{unknown[0]}' in argument '{name}' (expected type, default, doc)", _key_loc(value, unknown[0]))
+        type_, doc = value.get("type"), value.get("doc")
+        default = value["default"] if "default" in value else exprs_required
+        if default is not exprs_required and isinstance(default, list):
+            default = tuple(default)
+    elif isinstance(value, str):
+        type_, _, dflt = value.partition("=")
+        type_ = type_.strip()
+        default = exprs_required
+        if dflt.strip() and type_ == "op":
+            default = dflt.strip()
+        elif dflt.strip():
+            default = exprs.evaluate(items.expr(dflt.strip(), vat), {}, vat, f" in the default of '{name}'")
+    else:
+        raise SpecError(f"argument '{name}' needs a type such as 'int' or 'size = 1', got {exprs.describe(value)}", vat)
+    if type_ not in exprs.TYPES:
+        raise SpecError(f"argument '{name}' has unknown type '{type_}' (expected one of {', '.join(exprs.TYPES)})", vat)
+    return type_, default, doc
+
+
+def _op_argument(name: str, at: Loc) -> None:
+    if name in _OP_NAMES:
+        raise SpecError(f"argument '{name}' of type op has the name of a built-in op: '- {name}' would be ambiguous; "
+                        f"name it after its role (act, norm)", at)
+
+
+def op_value(raw, at: Loc, what: str) -> "exprs.OpValue":
+    """An op written as a value (``relu``, ``leaky_relu(0.2)``): an op with a module form that keeps
+    the channels (an activation, a norm, dropout, pooling), its attributes constants."""
+    if isinstance(raw, exprs.OpValue):
+        return raw
+    call = exprs.parse_call(raw, at)
+    values = [exprs.evaluate(e, {}, at, f" in {what}") for e in call.args]
+    kwargs = tuple((k, exprs.evaluate(e, {}, at, f" in {what}")) for k, e in call.kwargs)
+    value = exprs.OpValue(call.name, tuple(values), kwargs)
+    problem = op_value_problem(call.name)
+    if problem:
+        raise SpecError(f"{what}: {problem}", at)
+    return value
+
+
+def op_value_problem(name: str) -> str | None:
+    """Why an op cannot be the value of an argument of type op (None: it can)."""
+    op = OPS.get(name)
+    if op is None or name not in USER_OPS:
+        close = difflib.get_close_matches(name, sorted(OP_VALUES), n=1, cutoff=0.8)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"'{name}' is not an op (ops an argument may take: {', '.join(sorted(OP_VALUES))}){hint}"
+    if name not in OP_VALUES:
+        return (f"'{name}' cannot be an argument's op: an argument of type op takes a module that keeps the channels "
+                f"(an activation, a norm, dropout, pooling: {', '.join(sorted(OP_VALUES))})")
+    return None
 
 
 # --- pydantic errors -> located errors --------------------------------------------------------
@@ -633,3 +822,7 @@ def _aux_heads(raw_aux: dict, items: _Items, file: str) -> list:
 
 
 _OP_NAMES = set(OPS)
+# The ops an argument of type op may take: a module form, the channels kept (so that a class can
+# track them whatever op it is given), not a parameter of its owner.
+OP_VALUES = {name for name in USER_OPS if OPS[name].module is not None and OPS[name].out_attr is None
+             and not OPS[name].opaque_out and not OPS[name].parameter}

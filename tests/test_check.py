@@ -734,7 +734,7 @@ def test_docs_limits_match_constants():
 
     modules = {"load.py": load, "exprs.py": exprs, "expand.py": expand}
     rows = _doc_table_rows("Limits")
-    assert len(rows) == 10
+    assert len(rows) == 11
     for name, value, where, _ in rows:
         module = modules[where.strip("`")]
         assert getattr(module, name.strip("`")) == int(value.replace(",", "")), name

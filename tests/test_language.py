@@ -9,8 +9,10 @@ import textwrap
 
 import pytest
 
+from archspec.analyse import state_dict_shapes
 from archspec.errors import ArchspecError, flatten
 from archspec.pipeline import compile_spec
+from conftest import ROOT
 
 torch = pytest.importorskip("torch")
 
@@ -209,3 +211,244 @@ def test_what_an_expression_may_not_say(tmp_path, where, text, message):
     got = errors(tmp_path, spec)
     assert got == [message]
     assert "f(" not in got[0]
+
+
+# --- the input's size in scope ------------------------------------------------------------------------
+
+def test_a_block_reads_its_input_size(tmp_path):
+    c, source = built(tmp_path, (ROOT / "tests/specs/ok/input_size.yaml").read_text())
+    mods = c.analysis.modules
+    assert mods["sep1.depthwise"]["params"] == 16 * 9 and mods["trans1.conv"]["output_shape"] == (8, 8, 8)
+    assert mods["pool"]["output_shape"] == (12, 1, 1) and mods["sep2.expand"]["output_shape"] == (24, 4, 4)
+    # in_h and in_w are constructor arguments of the one class that reads them, given per instance
+    assert "        self.pool = GlobalPool(12, 4, 4)\n" in source
+    assert "    def __init__(self, in_channels: int, in_h: int, in_w: int) -> None:\n" in source
+    assert "        self.depthwise = nn.Conv2d(in_channels * t, in_channels * t, kernel_size=3, padding=1, " \
+           "groups=in_channels * t, bias=False)\n" in source
+
+
+@pytest.mark.parametrize("layers, message", [
+    ("- conv: conv2d(in_channels * 2, 1)", "12:11: unknown name 'in_channels' in conv2d (arguments in scope: "
+     "num_classes); in_channels, in_h and in_w are in scope inside a block (its input's size)"),
+    ("- flatten\n  - b: Pool", "8:9: 'in_h' in avgpool2d: block Pool reads a 48 tensor, not a C x H x W map: it has "
+     "no in_h and in_w"),
+])
+def test_where_the_input_size_is_not_in_scope(tmp_path, layers, message):
+    spec = ("archspec: 1\nname: bad\ninput: [3, 4, 4]\nnum_classes: 2\nblocks:\n  Pool:\n    layers:\n"
+            f"      - avgpool2d((in_h, in_w))\nlayers:\n  - relu\n  - relu\n  {layers}\n")
+    assert errors(tmp_path, spec) == [message]
+
+
+def test_the_input_size_cannot_be_declared(tmp_path):
+    spec = ("archspec: 1\nname: bad\ninput: [3, 4, 4]\nblocks:\n  B:\n    args: {in_h: int = 2}\n    layers: [relu]\n"
+            "layers:\n  - b: B\n")
+    assert errors(tmp_path, spec) == ["6:12: 'in_h' is the size of a block's input and cannot be declared"]
+
+
+# --- structure: conditional items, groups and branches -------------------------------------------------
+
+def test_conditional_group_branch_and_merge(tmp_path):
+    """A false item in an nn.Sequential is not there (the later entries are numbered one lower); the
+    shortcut is there only where its condition holds; the gate only where se is true."""
+    c, source = built(tmp_path, (ROOT / "tests/specs/ok/conditional_blocks.yaml").read_text())
+    keys = [k for k, _ in state_dict_shapes(c.graph)]
+    assert [k for k in keys if k.startswith("block1.conv.") and k.endswith("weight")] == \
+        ["block1.conv.0.weight", "block1.conv.1.weight"]  # t = 1: the depthwise conv is conv.0
+    assert [k for k in keys if k.startswith("block2.conv.") and k.endswith("weight")] == \
+        ["block2.conv.0.weight", "block2.conv.1.weight", "block2.conv.3.weight", "block2.conv.4.weight"]
+    assert [k for k in keys if ".fc" in k] == ["block3.fc1.weight", "block3.fc1.bias", "block3.fc2.weight",
+                                              "block3.fc2.bias"]
+    add = {n.path: n for n in c.graph if n.op == "add"}
+    assert sorted(add) == ["block1", "block3"]  # block2 (stride 2, 8 -> 16) has no shortcut: the branch alone
+    assert "        if t != 1:\n            layers.append(nn.Conv2d(in_channels, in_channels * t, kernel_size=1, " \
+           "bias=False))\n" in source
+    assert "        if self.stride == 1 and self.in_channels == self.out:\n            x = out_ + x  # N x 8 x 16 x 16\n" \
+           "        else:\n            x = out_\n" in source
+    assert "        if self.se:\n            scale = F.adaptive_avg_pool2d(out_, 1)" in source
+
+
+def test_a_false_module_whose_input_size_cannot_be_written_symbolically(tmp_path):
+    """The fuzzer's refusal ("an if:-false module whose input size can't be written"): a module that
+    is in no instance is written with the size it would have had (its code never runs for this spec)."""
+    c, source = built(tmp_path, """\
+        archspec: 1
+        name: absent
+        input: [3, 8, 8]
+        num_classes: 4
+        blocks:
+          H:
+            args: {use: bool = false}
+            layers:
+              - flatten
+              - fc: linear(4)
+                if: use
+              - if: use
+                body:
+                  - fc2: linear(8)
+                  - fc3: linear(4)
+        layers:
+          - concat:
+              - h1: H
+              - - pool: maxpool2d(2)
+                - h2: H
+        """)
+    # h1 would read 192 features, h2 48: the first instance's size, written as a number
+    assert "            self.fc = nn.Linear(192, 4)\n" in source and "            self.fc2 = nn.Linear(192, 8)\n" in source
+    assert c.analysis.totals.params == 0 and c.analysis.output == (240,)
+
+
+# --- structure: loops -------------------------------------------------------------------------------------
+
+def test_a_stage_table_is_torchvisions_mobilenet_v2(tmp_path, torchvision):
+    """for: rows and a repeat with its index, make_divisible, a conditional group in an nn.Sequential
+    and a conditional shortcut: torchvision's MobileNetV2 at width 0.5 with three of its rows,
+    loaded strictly, equal outputs in eval and training with BatchNorm randomised."""
+    from conftest import randomise_batchnorm
+
+    c, _ = built(tmp_path, (ROOT / "tests/specs/ok/stage_table.yaml").read_text())
+    ref = torchvision.models.MobileNetV2(num_classes=10, width_mult=0.5,
+                                         inverted_residual_setting=[[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2]])
+    randomise_batchnorm(ref)
+    from archspec.generate import generate
+
+    mine = _exec(generate(c), "stage_table")()
+    assert list(mine.state_dict()) == list(ref.state_dict())
+    mine.load_state_dict(ref.state_dict(), strict=True)
+    assert sum(p.numel() for p in ref.parameters()) == c.analysis.totals.params == 55_850
+    x = 4 * torch.randn(2, 3, 32, 32)
+    for training in (False, True):
+        mine.train(training), ref.train(training)
+        torch.manual_seed(1)
+        want = ref(x)
+        torch.manual_seed(1)
+        got = mine(x)
+        assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def test_named_repeats_are_torchvisions_dense_block(tmp_path, torchvision):
+    """A repeat with its index in the modules' names (denselayer{i + 1}), in a block used with
+    different counts: a Python loop in the generated class; torchvision's _DenseBlock loaded strictly."""
+    from conftest import randomise_batchnorm
+    from torchvision.models.densenet import _DenseBlock
+
+    c, source = built(tmp_path, (ROOT / "tests/specs/ok/named_repeat.yaml").read_text())
+    assert "        for i in range(num_layers):\n            self.add_module(f\"denselayer{i + 1}\", " \
+           "DenseLayer(channels, growth))\n            channels = channels + growth\n" in source
+    assert "            x = torch.cat([x, branch2], 1)" in source
+    model = _exec(source, "named_repeat")()
+    for name, layers, width in (("denseblock1", 2, 8), ("denseblock2", 3, 8)):
+        ref = _DenseBlock(layers, width, bn_size=2, growth_rate=4, drop_rate=0.0)
+        randomise_batchnorm(ref)
+        mine = getattr(model, name)
+        assert list(mine.state_dict()) == list(ref.state_dict())
+        mine.load_state_dict(ref.state_dict(), strict=True)
+        x = 4 * torch.randn(2, width, 8, 8)
+        for training in (False, True):
+            mine.train(training), ref.train(training)
+            want = ref(x)
+            assert (mine(x) - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def test_a_repeat_directly_inside_a_repeat(tmp_path):
+    """The fuzzer's SyntaxError: *(*(...) for _ in range(n)) ...; written out, or extended in a loop."""
+    _, source = built(tmp_path, """\
+        archspec: 1
+        name: rr
+        input: [3, 8, 8]
+        num_classes: 4
+        blocks:
+          B:
+            args: {n: int, m: int}
+            layers:
+              - seq:
+                  - conv2d(4, 1)
+                  - repeat: n
+                    body:
+                      - repeat: m
+                        body: [relu]
+                      - conv2d(4, 3, padding=1)
+        layers:
+          - f:
+              - repeat: 2
+                body:
+                  - repeat: 3
+                    body: [relu]
+          - b1: B(1, 2)
+          - b2: B(2, 1)
+          - flatten
+          - fc: linear(num_classes)
+        """)
+    assert "            *(nn.ReLU() for _ in range(3)),\n            *(nn.ReLU() for _ in range(3)),\n" in source
+    assert "        for _ in range(n):\n            layers.extend(nn.ReLU() for _2 in range(m))\n" in source
+
+
+@pytest.mark.parametrize("text, message", [
+    ("  - repeat: 2\n    body:\n      - conv: conv2d(3, 1)", "10:9: duplicate module name 'conv' in the model: a loop "
+     "names its modules by a template over its variable, e.g. 'conv{i}' with as: i"),
+    ("  - \"conv{i}\": conv2d(3, 1)", "8:5: 'conv{i}': a name with {...} is a template over a loop variable; it "
+     "belongs in the body of a repeat: (with as:) or a for: table"),
+    ("  - for: [a, b]\n    in: [[1, 2], [3]]\n    body: [relu]", "9:18: this row has 1 value, the table 2 (a, b)"),
+    ("  - repeat: 2\n    as: num_classes\n    body: [relu]", "9:9: 'num_classes' is in scope already and cannot be a "
+     "loop variable"),
+    ("  - if: 3\n    body: [relu]", "8:9: if: must be a boolean, got int 3 (write a comparison: n != 0)"),
+    ("  - add:\n      - []\n      - if: true\n        body: []\n      - if: false\n        body: []",
+     "9:7: add has 2 conditional branches; one is allowed (write the others' conditions into a block, or nest the "
+     "merges)"),
+])
+def test_what_a_structure_may_not_say(tmp_path, text, message):
+    spec = f"archspec: 1\nname: bad\ninput: [3, 4, 4]\nnum_classes: 2\nargs:\n  k: int = 2\nlayers:\n{text}\n"
+    assert errors(tmp_path, spec) == [message]
+
+
+# --- op arguments -------------------------------------------------------------------------------------
+
+def test_a_block_takes_its_norm_and_activation_as_arguments(tmp_path, torchvision):
+    from conftest import randomise_batchnorm
+    from torchvision.ops import Conv2dNormActivation
+
+    c, source = built(tmp_path, (ROOT / "tests/specs/ok/op_arguments.yaml").read_text())
+    assert "from functools import partial\nfrom typing import Callable\n\nimport torch\n" in source
+    assert "        norm: Callable[..., nn.Module] = partial(nn.BatchNorm2d, eps=0.001),\n" in source
+    assert "        self.stage2 = Stage(8, 16, act=partial(nn.LeakyReLU, 0.2))\n" in source
+    assert "        self.head = ConvNormAct(16, 16, norm=partial(nn.GroupNorm, 4), act=head_act)\n" in source
+    assert "        self.norm = norm(out)\n        self.act = act()\n" in source
+    ops = {n.path: n.op for n in c.graph if n.is_module}
+    assert [ops[p] for p in ("stage1.down.act", "stage1.refine.1", "stage2.down.act", "head.norm", "head.act")] == \
+        ["relu", "relu", "leaky_relu", "groupnorm", "hardswish"]
+    # the head is torchvision's Conv2dNormActivation with the same layers (its keys are 0, 1, 2)
+    ref = Conv2dNormActivation(16, 16, norm_layer=lambda ch: torch.nn.GroupNorm(4, ch),
+                               activation_layer=torch.nn.Hardswish)
+    mine = _exec(source, "op_arguments")().head
+    mine.load_state_dict({k.replace("0.", "conv.", 1).replace("1.", "norm.", 1): v
+                          for k, v in ref.state_dict().items()}, strict=True)
+    x = torch.randn(2, 16, 4, 4)
+    assert torch.equal(mine(x), ref(x))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("args:\n      act: op = conv2d(8, 3)", "7:12: the default of 'act': 'conv2d' cannot be an argument's op: an argument "
+     "of type op takes a module that keeps the channels"),
+    ("args: {relu: op = relu6}", "6:12: argument 'relu' of type op has the name of a built-in op: '- relu' would be "
+     "ambiguous; name it after its role (act, norm)"),
+])
+def test_what_an_op_argument_may_not_be(tmp_path, text, message):
+    spec = (f"archspec: 1\nname: bad\ninput: [3, 4, 4]\nblocks:\n  B:\n    {text}\n    layers:\n"
+            "      - a: relu\nlayers:\n  - b: B\n")
+    got = errors(tmp_path, spec)
+    assert len(got) == 1 and got[0].startswith(message)
+
+
+@pytest.mark.parametrize("use, call, message", [
+    ("- act", "B", "9:9: 'act' is an argument of type op, a module class: in a body it needs a name (write "
+     "'- act: act'); in an nn.Sequential it is an entry"),
+    ("- a: act(0.1)", "B", "9:12: 'act' is an argument of type op: use it without arguments (its attributes come "
+     "with the op it is given, e.g. leaky_relu(0.2))"),
+    ("- a: act", "B(act=linear(4))", "11:8: argument 'act' of block B: 'linear' cannot be an argument's op"),
+    ("- a: act", "B(act=3)", "11:8: argument 'act' of block B must be an op such as relu or leaky_relu(0.2), got '3'"),
+    ("- a: act", "B(act=leaky_relu(-1e400))", "11:8: 1e400 is not a finite number"),
+])
+def test_what_an_op_argument_is_given(tmp_path, use, call, message):
+    spec = (f"archspec: 1\nname: bad\ninput: [3, 4, 4]\nblocks:\n  B:\n    args: {{act: op = relu}}\n    layers:\n"
+            f"      - c: conv2d(4, 1)\n      {use}\nlayers:\n  - b: {call}\n")
+    got = errors(tmp_path, spec)
+    assert len(got) == 1 and got[0].startswith(message), got

@@ -18,6 +18,9 @@ jsonschema = pytest.importorskip("jsonschema")  # in the `test` extra
 
 SHIPPED = sorted([*(ROOT / "specs").glob("*.yaml"), *(ROOT / "specs" / "lib").glob("*.yaml")])
 FIXTURES = sorted((ROOT / "tests" / "golden" / "diff" / "specs").glob("mini*.yaml"))
+# the docs' examples of the language's constructs (issue 11)
+LANGUAGE = [ROOT / "tests" / "specs" / "ok" / f"{name}.yaml" for name in
+            ("expressions", "input_size", "conditional_blocks", "named_repeat", "stage_table", "op_arguments")]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def test_shipped_specs_exist():
     assert {"googlenet.yaml", "basic.yaml"} <= names
 
 
-@pytest.mark.parametrize("path", SHIPPED + FIXTURES, ids=lambda p: str(Path(p).relative_to(ROOT)))
+@pytest.mark.parametrize("path", SHIPPED + FIXTURES + LANGUAGE, ids=lambda p: str(Path(p).relative_to(ROOT)))
 def test_every_shipped_spec_satisfies_the_schema(validator, path):
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
     assert errors == []
@@ -48,7 +51,10 @@ BASE = {"archspec": 1, "name": "n", "input": [3, 32, 32], "layers": ["relu"]}
     ({**BASE, "layers": [{"a": "relu", "b": "relu"}]}, "two layers in one item"),
     ({**BASE, "layers": [{"concat": [["relu"]]}]}, "a merge needs two branches"),
     ({**BASE, "layers": [{"concat": [["relu"], ["relu"]], "x": "relu"}]}, "concat combined with a name"),
-    ({**BASE, "layers": [{"repeat": 2, "body": ["relu"]}]}, "repeat outside an nn.Sequential"),
+    ({**BASE, "layers": [{"repeat": 2, "body": ["relu"], "as": "1i"}]}, "a loop variable that is no identifier"),
+    ({**BASE, "layers": [{"for": ["t"], "body": ["relu"]}]}, "a table without in:"),
+    ({**BASE, "layers": [{"if": "t", "body": ["relu"], "x": "relu"}]}, "a group with a name beside it"),
+    ({**BASE, "args": {"act": "operator = relu"}}, "an unknown argument type"),
     ({**BASE, "layers": [{"repeat": 2}]}, "a module named repeat needs a call or a list"),
     ({**BASE, "layers": [{"1x1": "relu"}]}, "a name that is not an identifier"),
     ({**BASE, "layers": [42]}, "a number is not a layer"),
@@ -72,6 +78,11 @@ def test_schema_refuses(validator, doc, why):
      "edit": [{"after": "conv1", "insert": [{"n": "relu"}]}, {"remove": "maxpool1"}]},
     {"archspec": 1, "use": ["basic.yaml"], "blocks": {"B": {"args": {"c": {"type": "size", "default": 1}}, "layers": []}}},
     {**BASE, "outputs": {"type": "GoogLeNetOutputs", "fields": {"logits": "main", "aux_logits2": "aux2"}}},
+    {**BASE, "args": {"act": "op = relu"}, "layers": [
+        {"repeat": 2, "as": "i", "body": [{"conv{i + 1}": "conv2d(8, 1)"}], "if": "true"},
+        {"for": ["t", "c"], "in": [[1, 16], [6, "c0 * 2"]], "body": [{"add": [[], {"if": "t == 1", "body": []}]}]},
+        {"if": "t != 1", "body": ["relu"]}, {"mul": [[], ["sigmoid"]], "if": "se"},
+        {"seq": [{"if": "a", "body": ["relu"]}, {"for": "k", "in": [1, 3], "body": ["relu"]}, "act"]}]},
     {"archspec": 1, "extends": "googlenet.yaml", "aux": {"aux1": None, "aux2": None}, "outputs": None},
 ])
 def test_schema_accepts(validator, doc):
@@ -80,7 +91,7 @@ def test_schema_accepts(validator, doc):
 
 def test_layer_items_are_described():
     defs = schema()["$defs"]
-    assert defs["Layer"]["anyOf"] == [{"$ref": "#/$defs/Call"}, {"$ref": "#/$defs/Merge"}, {"$ref": "#/$defs/Named"}]
+    assert defs["Layer"]["anyOf"] == [{"$ref": f"#/$defs/{d}"} for d in ("Call", "Merge", "Group", "Repeat", "For", "Named")]
     assert "conv2d(out_channels, kernel_size, stride, padding, dilation, groups, bias)" in defs["Call"]["description"]
     assert schema()["properties"]["layers"]["items"] == {"$ref": "#/$defs/Layer"}
 

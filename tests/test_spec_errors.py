@@ -41,7 +41,8 @@ CASES = {
     "bad_module_name": "6:5: error: '1conv' is not a valid module name "
                        "(letters, digits and _, not starting with a digit, not a Python keyword)",
     "named_in_sequential": "8:9: error: 'act': modules inside an nn.Sequential are numbered, not named",
-    "repeat_outside_sequential": "6:5: error: repeat: is only allowed inside an nn.Sequential list (modules are then numbered)",
+    "repeat_same_name": "8:9: error: duplicate module name 'conv' in the model: a loop names its modules by a "
+                        "template over its variable, e.g. 'conv{i}' with as: i",
     "concat_one_branch": "7:7: error: concat needs a list of at least two branches",
     "block_named_op": "6:3: error: block 'relu' has the name of a built-in op",
     "bad_default": "9:12: error: unknown name 'fast' in the default of 'eps' (arguments in scope: none)",
@@ -57,14 +58,14 @@ CASES = {
                            "(out_channels, kernel_size, stride, padding, dilation, groups, bias), got 8",
     "unknown_keyword": "6:11: error: conv2d has no argument 'pad' "
                        "(expected out_channels, kernel_size, stride, padding, dilation, groups, bias)",
-    "unknown_name": "9:15: error: unknown name 'width' in conv2d (arguments in scope: out)",
+    "unknown_name": "9:15: error: unknown name 'width' in conv2d (arguments in scope: in_channels, in_h, in_w, out)",
     "divide_by_zero": "8:11: error: division by zero in '8 // groups'",
     "stateful_unnamed": "6:5: error: 'conv2d' has parameters or state and needs a name: write '- name: conv2d(8, 3)'",
     "block_recursion": "14:16: error: block 'Outer' uses itself: Outer -> Inner -> Outer",
     "named_functional": "7:21: error: 'scale' is a functional op only: write it without a name in a block's layers, "
                         "not as a named module or an nn.Sequential entry",
     "duplicate_module": "7:5: error: duplicate module name 'conv' in the model (first at line 6)",
-    "if_not_bool": "10:9: error: if: of 'bn' must be a boolean, got int 1",
+    "if_not_bool": "10:9: error: if: of 'bn' must be a boolean, got int 1 (write a comparison: n != 0)",
     "aux_missing": "12:11: error: aux head 'aux1' reads from 'conv3', which is not a top-level layer",
     "aux_after_missing": "12:12: error: aux head 'aux1' is registered after 'head', which is not a top-level layer",
     "edit_missing": "5:14: error: edit: no top-level layer named 'conv9'",
@@ -175,7 +176,7 @@ def test_validation_errors_are_reported_together():
         compile_spec(f"{B}/several_errors.yaml")
     assert [e.format(with_source=False) for e in info.value.errors] == [
         f"{B}/several_errors.yaml:8:25: error: argument 'k' has unknown type 'sise' "
-        "(expected one of int, float, bool, size, number)",
+        "(expected one of int, float, bool, size, number, op)",
         f"{B}/several_errors.yaml:13:5: error: 'class' is not a valid module name "
         "(letters, digits and _, not starting with a digit, not a Python keyword)",
         f"{B}/several_errors.yaml:16:1: error: unknown field 'output_stride'",

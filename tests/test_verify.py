@@ -97,6 +97,7 @@ def test_a_generated_module_that_raises_is_a_verify_error_not_an_internal_error(
 @pytest.mark.parametrize("layers, dtype_line", [
     ("[maxpool2d(2), flatten]", None),
     ("[{bn: 'batchnorm2d(affine=false)'}, flatten]", "next(b for b in model.buffers() if b.is_floating_point())"),
+    ("[{norm: 'groupnorm(1, affine=false)'}, flatten]", None),  # a deploy layer without any tensor
 ])
 def test_deploy_from_trained_on_a_network_without_parameters(tmp_path, layers, dtype_line):
     """The fuzzer's StopIteration: from_trained read next(model.parameters()) of a network that has none."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..expand import Apply, Func, Merge, Module
+from ..expand import Apply, Func, Merge, Module, flat_steps
 from ..graph import Node
 from ..ops import OPS
 from ..words import POOLS, call_text, runs, short_op, value_text
@@ -48,7 +48,7 @@ class _Side:
 
     def _steps(self, owner: Module, steps: list) -> list:
         out = []
-        for step in steps:
+        for step in flat_steps(steps):
             if isinstance(step, Apply):
                 out.append(self.module_unit(step.module, named=owner.kind != "sequential"))
             elif isinstance(step, Func):
@@ -111,7 +111,7 @@ class _Side:
             if m.kind == "op":
                 s = ("op", m.type, _frozen(m.args))
             else:
-                s = (m.kind, m.type if m.kind == "block" else "", tuple(self._step_sig(st) for st in m.body))
+                s = (m.kind, m.type if m.kind == "block" else "", tuple(self._step_sig(st) for st in flat_steps(m.body)))
             self._sigs[key] = s
         return self._sigs[key]
 
@@ -121,7 +121,8 @@ class _Side:
         if isinstance(step, Func):
             return ("f", step.op, _frozen(step.attrs))
         if isinstance(step, Merge):
-            return ("m", step.kind, tuple(n.meta["shape"][0] for n in step.chunks), tuple(tuple(self._step_sig(s) for s in br) for br in step.branches))
+            return ("m", step.kind, tuple(n.meta["shape"][0] for n in step.chunks),
+                    tuple(tuple(self._step_sig(s) for s in flat_steps(br)) for br in step.branches))
         return ("absent",)
 
     def unit_sig(self, u: Unit):

@@ -10,7 +10,7 @@ import ast
 
 import yaml
 
-from ..validate import CallItem, MergeItem, NamedItem, RepeatItem
+from ..validate import CallItem, ForItem, GroupItem, MergeItem, NamedItem, RepeatItem
 
 
 def _value(v) -> str:
@@ -37,10 +37,22 @@ def _item(item):
             out["if"] = ast.unparse(item.cond)
         return out
     if isinstance(item, MergeItem):
-        return {item.kind: [[_item(x) for x in branch] for branch in item.branches]}
+        conds = item.conds or [None] * len(item.branches)
+        return {item.kind: [[_item(x) for x in branch] if c is None else {"if": ast.unparse(c), "body": [_item(x) for x in branch]}
+                            for branch, c in zip(item.branches, conds)]}
+    return _construct(item)
+
+
+def _construct(item) -> dict:
+    """A loop or a conditional group."""
+    body = [_item(x) for x in item.body]
     if isinstance(item, RepeatItem):
         count = item.count.value if isinstance(item.count, ast.Constant) else ast.unparse(item.count)
-        return {"repeat": count, "body": [_item(x) for x in item.body]}
+        return {"repeat": count, **({"as": item.var} if item.var else {}), "body": body}
+    if isinstance(item, ForItem):
+        return {"for": list(item.names), "in": [[ast.unparse(c) for c in row] for row in item.rows], "body": body}
+    if isinstance(item, GroupItem):
+        return {"if": ast.unparse(item.cond), "body": body}
     raise TypeError(item)
 
 

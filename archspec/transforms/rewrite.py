@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from .. import exprs
 from ..errors import ArchspecError, raise_all
-from ..validate import CallItem, MergeItem, NamedItem, RepeatItem, Resolved
+from ..validate import CallItem, ForItem, GroupItem, MergeItem, NamedItem, RepeatItem, Resolved
 from .factorize import MAX_PIECES, RULES, RuleError
 from .sites import ConvUnit, Site, TransformError, conv_unit, find_site, other_unit, reachable_blocks, same_callee
 
@@ -112,8 +112,8 @@ class Rewriter:
             branches = [self.items(b, False) for b in item.branches]
             same = all(a is b for a, b in zip(branches, item.branches))
             return [item if same else replace(item, branches=branches)]
-        if isinstance(item, RepeatItem):
-            body = self.items(item.body, True)
+        if isinstance(item, (RepeatItem, ForItem, GroupItem)):  # a loop or a group: its body, in the same context
+            body = self.items(item.body, sequential)
             return [item if body is item.body else replace(item, body=body)]
         return [item]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .. import exprs
 from ..errors import ArchspecError
 from ..ops import OPS, REQUIRED
-from ..validate import Block, CallItem, MergeItem, NamedItem, RepeatItem
+from ..validate import Block, CallItem, ForItem, GroupItem, MergeItem, NamedItem, RepeatItem
 
 
 class TransformError(ArchspecError):
@@ -69,7 +69,7 @@ def _calls(items: list):
         elif isinstance(item, MergeItem):
             for branch in item.branches:
                 yield from _calls(branch)
-        elif isinstance(item, RepeatItem):
+        elif isinstance(item, (RepeatItem, ForItem, GroupItem)):
             yield from _calls(item.body)
 
 
@@ -111,8 +111,9 @@ def conv_unit(block: Block, blocks: dict):
 def _not_straight(items: list) -> str | None:
     """Why a body is not a straight line of calls (None when it is)."""
     for item in items:
-        if isinstance(item, (MergeItem, RepeatItem)) or (isinstance(item, NamedItem) and item.seq is not None):
-            return "its body has merges, Sequentials or repeats"
+        if isinstance(item, (MergeItem, RepeatItem, ForItem, GroupItem)) or (isinstance(item, NamedItem)
+                                                                             and item.seq is not None):
+            return "its body has merges, Sequentials, loops or groups"
         if isinstance(item, NamedItem) and item.cond is not None:
             return "its body has an if: item"
     return None
