@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 # well under a second, 100,000 takes about ten.
 MAX_REPEAT = 100_000  # iterations of one repeat: or rows of one for: table
 MAX_MODULES = 200_000  # modules, functional ops and merges of the whole network
-MAX_ITERATIONS = 1_000_000  # loop iterations of the whole network, nested loops included (empty bodies too)
+MAX_ITERATIONS = 200_000  # loop iterations of the whole network, nested loops included (empty bodies too)
 MAX_BLOCK_NESTING = 32
 # What a block reads of its input, besides its arguments.
 INPUT_NAMES = ("in_channels", "in_h", "in_w")

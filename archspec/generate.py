@@ -440,8 +440,9 @@ class _Generator:
             text = _fstring(item.template, scope.subst)
             return _Attr(f"getattr(self, {text})", f"self.add_module({text}, {{}})", False, item.name)
         name = next((m.name for _, m in modules if m is not None), None)
-        if name is None:
-            name = "".join(p if isinstance(p, str) else str(evaluate(p, modules[0][0].env, item.loc))
+        if name is None:  # in no instance: the name the template gives here, where the loop fixes its variables
+            env = modules[0][0].env if modules else {}
+            name = "".join(p if isinstance(p, str) else str(evaluate(scope.spec(p), env, item.loc))
                            for p in item.template)
         of = scope.of
         scope.attrs.claim(name, "module", item.loc, of,
@@ -461,6 +462,7 @@ class _Generator:
         names_ = _branch_vars(labels)
         srcs, in_chans = self.split(item, step, src, ch, scope)
         conds = item.conds or [None] * len(item.branches)
+        cond_lines: list = []
         for j, branch in enumerate(item.branches):
             if not branch:  # identity
                 outs.append(srcs[j])
@@ -473,43 +475,52 @@ class _Generator:
                 local = scope.local("scale")
             else:
                 local = scope.local(names_[j])
+            start = len(scope.forward)
             with self.guarded(scope, conds[j], _module_names(branch)):
                 chans.append(self.body(branch, _branch_sites(at, j), srcs[j], local, in_chans[j], scope))
+            if conds[j] is not None:  # computed where it is joined, under its condition
+                cond_lines = scope.forward[start:]
+                del scope.forward[start:]
             outs.append(local)
-        return self.join(item, at, outs, chans, conds, dst, scope)
+        return self.join(item, at, outs, chans, conds, dst, scope, cond_lines)
 
-    def join(self, item: MergeItem, at: list, outs: list, chans: list, conds: list, dst: str, scope: _Scope):
-        """The statement that joins a merge's branches (with a conditional branch: joined where it is
-        there, the others alone where it is not). Returns the merge's channel expression."""
+    def join(self, item: MergeItem, at: list, outs: list, chans: list, conds: list, dst: str, scope: _Scope,
+             cond_lines: list):
+        """The statement that joins a merge's branches; with a conditional branch, computed and joined
+        where its condition holds (``cond_lines``), the others alone where it does not. Returns the
+        merge's channel expression."""
         step = _first(at)
-        shape = _node_shape(step)
         every = list(range(len(outs)))
         j = next((k for k, c in enumerate(conds) if c is not None), None)
         text, ch = self.joined(item, step, outs, chans, every)
         if j is None:
-            scope.forward.append(_stmt(f"{dst} = {text}", shape))
+            scope.forward.append(_stmt(f"{dst} = {text}", _node_shape(step)))
             return ch
         rest = [k for k in every if k != j]
-        text_without, ch_without = self.joined(item, None, outs, chans, rest)
+        text_without, ch_without = self.joined(item, step, outs, chans, rest)
         cond = self.forward_expr(scope.spec(conds[j]), scope)
-        alone = step.out if isinstance(step, Merge) and step.node is None else None  # the first site's, without it
-        scope.forward += [f"if {unparse(cond)}:", f"    {_stmt(f'{dst} = {text}', shape)}", "else:",
-                          f"    {_stmt(f'{dst} = {text_without}', alone)}"]
+        there = isinstance(step, Merge) and j in step.present  # which line the first instance runs: its shape
+        shape = step.out if isinstance(step, Merge) else None
+        scope.forward += [f"if {unparse(cond)}:", *_indent(cond_lines),
+                          f"    {_stmt(f'{dst} = {text}', shape if there else None)}", "else:",
+                          f"    {_stmt(f'{dst} = {text_without}', None if there else shape)}"]
         return _either(scope.spec(conds[j]), ch, ch_without)
 
     @staticmethod
     def joined(item: MergeItem, step, outs: list, chans: list, which: list) -> tuple:
         """(expression, channels) of the branches ``which`` joined."""
-        outs, chans = [outs[k] for k in which], [chans[k] for k in which]
-        if len(outs) == 1:
-            return outs[0], chans[0]
+        texts = [outs[k] for k in which]
+        if len(texts) == 1:
+            return texts[0], chans[which[0]]
         if item.kind == "concat":
-            return f"torch.cat([{', '.join(outs)}], 1)", sum_of(chans)
-        text = (' * ' if item.kind == 'mul' else ' + ').join(outs)
-        if item.kind == "mul" and step is not None and step.node is not None:  # broadcasting: a branch with every channel
-            widths = [n.meta["shape"][0] for n in step.node.inputs]
-            return text, chans[widths.index(step.node.meta["shape"][0])]
-        return text, chans[0]
+            return f"torch.cat([{', '.join(texts)}], 1)", sum_of([chans[k] for k in which])
+        text = (' * ' if item.kind == 'mul' else ' + ').join(texts)
+        if item.kind == "mul":  # broadcasting: the channels of a branch that has them all (the widest)
+            widths = _branch_widths(step)
+            known = [k for k in which if k in widths]
+            if known:
+                return text, chans[max(known, key=lambda k: widths[k])]
+        return text, chans[which[0]]
 
     def split(self, item: MergeItem, step, src: str, ch, scope: _Scope) -> tuple:
         """With ``split:``, one statement gives every branch its chunk of the channels, as ShuffleNet
@@ -574,6 +585,8 @@ class _Generator:
         count = self.fixed_count(item, counts, scope)
         if count is None:
             return self.python_loop(item, at, src, dst, ch, scope)
+        if count == 0 and src != dst:  # no iteration: what follows reads dst
+            scope.forward.append(f"{dst} = {src}")
         for k in range(count):
             inner = [_Site({**site.env, **step.iterations[k].values}, step.iterations[k].steps, site.real, site.base)
                      for site, step in at if isinstance(step, Loop)]
@@ -987,6 +1000,16 @@ def _branch_sites(at: list, j: int) -> list:
     return _real_first(out)
 
 
+def _branch_widths(step) -> dict:
+    """A merge's branches' output channels at one site, by the item's branch index."""
+    if not isinstance(step, Merge):
+        return {}
+    present = step.present if step.present is not None else list(range(len(step.branches)))
+    if step.node is None:
+        return {present[0]: step.out[0]} if step.out else {}
+    return {k: n.meta["shape"][0] for k, n in zip(present, step.node.inputs)}
+
+
 def _group_sites(at: list) -> list:
     """The sites of a conditional group's body: where it is there, then where it is absent, its shadow."""
     inner = []
@@ -1057,30 +1080,34 @@ def _shadow_blocks(model) -> dict:
     """Block name -> the block instances inside absent items' shadows, in network order."""
     out: dict = {}
 
-    def steps(items):
+    def steps(items, shadow: bool):
         for step in items:
-            if isinstance(step, Absent) and step.shadow is not None:
+            if isinstance(step, Apply) and shadow:
+                module(step.module)
+            elif isinstance(step, Absent) and step.shadow is not None:
                 if isinstance(step.shadow, Module):
                     module(step.shadow)
                 else:
-                    steps(step.shadow)
+                    steps(step.shadow, True)
             elif isinstance(step, Group):
-                steps(step.steps)
+                steps(step.steps, shadow)
             elif isinstance(step, Loop):
                 for it in step.iterations:
-                    steps(it.steps)
+                    steps(it.steps, shadow)
             elif isinstance(step, Merge):
-                for branch in [*step.branches, *(b for b in step.shadows.values() if b is not None)]:
-                    steps(branch)
+                for branch in step.branches:
+                    steps(branch, shadow)
+                for branch in step.shadows.values():
+                    steps(branch or [], True)
 
-    def module(root):
+    def module(root):  # a shadow module and all it holds
         for m in root.walk():
             if m.kind == "block":
                 out.setdefault(m.type, []).append(m)
-            steps(m.body)
+            steps(m.body, False)  # its absent items' shadows; its own modules are walked here
 
     for m in model.walk():
-        steps(m.body)
+        steps(m.body, False)
     return out
 
 

@@ -485,7 +485,9 @@ def item_name(item) -> str | None:
     """Name of a top-level layer entry ``{name: ...}``, None for anonymous ones."""
     if isinstance(item, dict):
         names = [k for k in item if k not in ("if",)]
-        if len(names) == 1 and names[0] not in ("concat", "add", "mul") and not (names[0] == "repeat" and "body" in item):
+        construct = names[0] in ("concat", "add", "mul") or (names[0] == "body" and isinstance(item["body"], list)) \
+            if names else True  # a merge, or a group {if: c, body: [...]}
+        if len(names) == 1 and not construct and not (names[0] == "repeat" and "body" in item):
             return names[0]
     return None
 

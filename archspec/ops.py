@@ -21,6 +21,7 @@ counts zero (``counted=False``).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -1042,6 +1043,12 @@ def _kw(op: Op, exprs: dict, skip=(), positional=()) -> list[str]:
     return out
 
 
+def _operand(text: str) -> str:
+    """An attribute's source as the right operand of ``*``: a name or a number as it is, any other
+    expression in parentheses (``x * (i + 1)``, not ``x * i + 1``)."""
+    return text if re.fullmatch(r"-?[\w.]+", text) else f"({text})"
+
+
 def _mod(cls, positional=(), inferred=True, extra=(), prefix="nn."):
     def render(in_expr, exprs, op, inplace=True):
         args = ([in_expr] if inferred else []) + _kw(op, exprs, positional=positional) + list(extra)
@@ -1139,7 +1146,7 @@ _register(Op(
 _register(Op("identity", (), _same, module=lambda i, e, op, inplace=True: "nn.Identity()", eval_identity=True,
              function=lambda x, e, op, inplace=True: x, fresh=False, memory=_mem_identity,
              doc="passes its input through"))
-_register(Op("scale", (Attr("factor", "float"),), _same, function=lambda x, e, op, inplace=True: f"{x} * {e['factor']}",
+_register(Op("scale", (Attr("factor", "float"),), _same, function=lambda x, e, op, inplace=True: f"{x} * {_operand(e['factor'])}",
              memory=_mem_new((), like_input=False), flops=lambda i, o, a: math.prod(o),
              doc="multiplies by a constant (residual scaling in Inception-ResNet)"))
 # --- activations, normalisation, layout and stochastic ops (issue 11) --------------------------

@@ -10,7 +10,12 @@ squeeze-and-excitation gates, ``split:`` into equal chunks or sizes),
 ``repeat:``, ``if:``, blocks with arguments of every type (defaults, long form, expressions over
 them, blocks inside blocks, reused with other values), model arguments, aux heads (call, block
 or Sequential, ``after:``), ``transforms:``, ``extends:`` with ``edit:`` and argument overrides,
-and ``use:`` libraries. Every name (model, class, block, argument, module, aux head, file) is a
+and ``use:`` libraries. And the language of issue 11: expressions with functions, comparisons and
+choices and a block's input size (``in_channels``, ``in_h``); conditional groups (in bodies and
+Sequentials), conditional merge branches, ``if:`` on merges; named repeats (``"m_{idx}"``, counts
+that differ between instances of a block) and ``for:`` tables; arguments of type op (a block's
+activation, in bodies and Sequentials, given per call); ``use: stock:lib/basic.yaml``. What is
+conditional or repeated is shape-neutral, so that any count or condition fits. Every name (model, class, block, argument, module, aux head, file) is a
 placeholder drawn, a quarter of the time, from a pool of hostile names: Python builtins and soft
 keywords, ``nn.Module`` attributes, the generated file's locals and imports, namedtuple
 internals, names archspec reserves. ``Case.render(plain=True)`` gives the same network with plain
@@ -155,6 +160,7 @@ class _Owner:
     modules: set = field(default_factory=set)
     ph: str = ""  # the block's name
     uses: set = field(default_factory=set)  # blocks its body calls
+    in_shape: tuple | None = None  # a block's input (in_channels, in_h, in_w)
 
 
 @dataclass
@@ -229,6 +235,12 @@ class _Gen:
 
     def expr(self, owner: _Owner | None, value, type_: str, sampler=None, literal: bool = False) -> str:
         """An expression in ``owner``'s scope that evaluates to ``value``."""
+        if type_ == "op":
+            return value
+        if owner is not None and not literal and sampler is None and self.chance(20):
+            form = self.form(owner, value, type_)
+            if form is not None:
+                return form
         if owner is None or literal or self.chance(70):
             return _lit(value)
         same = [a for a in owner.args if a.type == type_ and a.sampler is None and a.value == value]
@@ -246,6 +258,33 @@ class _Gen:
         if same and self.chance(50):
             return self.pick(same).ph
         return self.new_arg(owner, type_, value, sampler)
+
+    def form(self, owner: _Owner, value, type_: str):
+        """``value`` written with the language's other forms (issue 11): the block's input size,
+        functions, comparisons, a choice; None where none fits."""
+        ins = owner.in_shape or ()
+        if type_ == "int" and isinstance(value, int) and not isinstance(value, bool):
+            sizes = [n for n, v in zip(("in_channels", "in_h", "in_w"), ins) if v == value]
+            if sizes and self.chance(60):
+                self.features.add("in_channels" if sizes[0] == "in_channels" else "in_h")
+                return self.pick(sizes)
+            self.features.add("function expression")
+            forms = [f"max({value}, {value - 2})", f"min({value}, {value + 1})", f"{value} if {value} != 3 else 3",
+                     f"({value} * 3) // 3"]
+            if value >= 0:
+                forms += [f"int({value} + 0.25)", f"round({value} + 0.25)", f"ceil({value} - 0.5)",
+                          f"floor({value} + 0.5)", f"make_divisible({value}, 1)" if value >= 1 else str(value)]
+            return self.pick(forms)
+        if type_ == "bool":
+            self.features.add("comparison")
+            a = self.d(st.integers(-3, 3))
+            return self.pick([f"{a} {'<' if value else '>='} {a + 1}", f"not ({'false' if value else 'true'})",
+                              f"{a} == {a} {'and' if value else 'and not'} true",
+                              f"{'true' if value else 'false'} or {a} > {a}"])
+        if type_ == "float" and isinstance(value, float) and value >= 0:
+            self.features.add("function expression")
+            return f"max({value!r}, 0.0)"
+        return None
 
     # -- calls --
     def call(self, op: str, values: dict, owner, types: dict, samplers: dict | None = None, literal=()) -> str:
@@ -494,7 +533,10 @@ class _Gen:
 
     def item(self, owner: _Owner, shape, mode: str, depth: int):
         kind = self.pick(["op"] * 6 + ["merge"] * (2 if depth < 3 else 0) + ["seq"] * (3 if depth < 3 else 0)
-                         + ["block"] * (2 if depth < 2 and len(self.stack) < 2 else 0))
+                         + ["block"] * (2 if depth < 2 and len(self.stack) < 2 else 0)
+                         + ["group", "loop", "table"] * (depth < 3) + ["act"] * (owner.kind == "block"))
+        if kind in ("group", "loop", "table", "act"):
+            return self.construct(kind, owner, shape, depth)
         if kind == "merge":
             return self.merge(owner, shape, mode, depth + 1)
         if kind == "seq":
@@ -520,6 +562,58 @@ class _Gen:
         if result == tuple(shape) and self.chance(20):  # shape-neutral: may be absent
             item["if"] = self.condition(owner)
         return item, result
+
+    # -- groups, loops, op arguments (issue 11): shape-neutral, so that any count or condition fits --
+    def construct(self, kind: str, owner: _Owner, shape, depth: int):
+        if kind == "group":
+            body, _ = self.items(owner, shape, "neutral", self.d(st.integers(1, 2)), depth + 1)
+            if not body:
+                return None
+            self.features.add("conditional group")
+            return {"if": self.condition(owner), "body": body}, shape
+        if kind == "act":
+            return {self.name("module", owner.modules): self.op_arg(owner)}, shape
+        body = self.loop_body(owner, shape, "idx" if kind == "loop" else "row")
+        if not body:
+            return None
+        if kind == "loop":
+            self.features.add("named repeat")
+            count = self.new_arg(owner, "int", self.d(st.integers(0, 3)), lambda: self.d(st.integers(0, 3))) \
+                if self.chance(50) else str(self.d(st.integers(0, 3)))
+            return {"repeat": count, "as": "idx", "body": body}, shape
+        self.features.add("for table")
+        rows = [[r, self.pick([0.5, 1.0, 2.0])] for r in range(self.d(st.integers(1, 3)))]
+        return {"for": ["row", "factor"], "in": rows, "body": body}, shape
+
+    def loop_body(self, owner: _Owner, shape, var: str) -> list:
+        """A loop's body: modules named by a template over the loop variable, an argument from it."""
+        body = []
+        for _ in range(self.d(st.integers(1, 2))):
+            ops = [o for o in (self.MAP_OPS if len(shape) == 3 else self.FLAT_OPS) if o not in self.FUNCTION_ONLY]
+            got = self.op_call(self.pick(ops), owner, shape, "neutral")
+            if got is not None:
+                name = self.name("module", owner.modules)
+                body.append({f"{name}_{{{var}}}": got[0]})
+        if self.chance(50):
+            body.append(f"scale({var} + 1)" if var == "idx" else "scale(factor)")
+            self.features.add("loop variable in an argument")
+        if body and self.chance(30):
+            first = body[0]
+            if isinstance(first, dict):
+                first["if"] = f"{var} != 1"
+        return body
+
+    OP_VALUES = ["relu", "relu6", "hardswish", "silu", "gelu", "gelu(approximate='tanh')", "leaky_relu(0.1)",
+                 "sigmoid", "tanh", "identity", "elu(0.5)", "mish", "hardsigmoid"]
+
+    def op_arg(self, owner: _Owner) -> str:
+        """An argument of type op of the block (an activation: any shape keeps it), new or reused."""
+        ops = [a for a in owner.args if a.type == "op"]
+        if ops and self.chance(50):
+            return self.pick(ops).ph
+        self.features.add("op argument")
+        value = self.pick(self.OP_VALUES)
+        return self.new_arg(owner, "op", value, lambda: self.pick(self.OP_VALUES))
 
     def condition(self, owner: _Owner):
         self.features.add("if")
@@ -569,10 +663,24 @@ class _Gen:
         self.features.add(kind)
         if depth > 1:
             self.features.add(f"nested {kind}")
+        if split is None and kind != "concat" and self.chance(30):  # a branch there only when a condition holds
+            j = self.d(st.integers(1, nb - 1))
+            rest = [o for k, o in enumerate(outs) if k != j]
+            try:
+                without = tuple(OPS[kind].shape([tuple(o) for o in rest], {})) if len(rest) > 1 else tuple(rest[0])
+            except OpShapeError:
+                without = None
+            if without == result:
+                branch = branches[j]
+                branches[j] = {"if": self.condition(owner), "body": branch if isinstance(branch, list) else [branch]}
+                self.features.add("conditional branch")
         item = {kind: branches}
         if split is not None:
             item["split"] = split
             self.features.add(f"split in {kind}")
+        if tuple(result) == tuple(full) and self.chance(15):
+            item["if"] = self.condition(owner)
+            self.features.add("if on a merge")
         return item, result
 
     def gate(self, owner: _Owner, shape, target):
@@ -618,7 +726,8 @@ class _Gen:
         if not items:
             return [], cur
         form = self.pick(["list", "list", "single", "sequential"])
-        if form == "single" and len(items) == 1:
+        if form == "single" and len(items) == 1 and not (isinstance(items[0], dict) and "body" in items[0]):
+            # (a group alone would be a conditional branch: {if: c, body: [...]} as a branch)
             self.features.add("single-item branch")
             return items[0], cur
         if form == "sequential" and all(isinstance(i, str) or (len(i) == 1 and isinstance(next(iter(i.values())), str))
@@ -640,16 +749,17 @@ class _Gen:
     def entries(self, owner, shape, mode, depth, count):
         out, cur = [], tuple(shape)
         for _ in range(count):
-            kind = self.pick(["op"] * 5 + ["repeat"] + ["nested"] * (1 if depth < 3 else 0)
-                             + ["block"] * (1 if depth < 3 and len(self.stack) < 2 else 0))
-            if kind == "repeat":
-                n = self.d(st.integers(0, 3))
+            kind = self.pick(["op"] * 5 + ["repeat", "group", "table"] + ["nested"] * (1 if depth < 3 else 0)
+                             + ["block"] * (1 if depth < 3 and len(self.stack) < 2 else 0)
+                             + ["act"] * (owner.kind == "block"))
+            if kind == "act":
+                out.append(self.op_arg(owner))
+                self.features.add("op argument in a Sequential")
+                continue
+            if kind in ("repeat", "group", "table"):
                 body, after = self.entries(owner, cur, "neutral", depth + 1, self.d(st.integers(1, 2)))
-                if not body:
-                    continue
-                count_expr = self.expr(owner, n, "int") if self.chance(50) else str(n)
-                out.append({"repeat": count_expr, "body": body})
-                self.features.add("repeat")
+                if body:
+                    out.append(self.seq_construct(kind, owner, body, depth))
                 continue
             if kind == "nested":
                 inner, after = self.entries(owner, cur, mode if mode != "any" else "any", depth + 1, self.d(st.integers(1, 2)))
@@ -673,6 +783,26 @@ class _Gen:
                 cur = got[1]
                 self.features.add(f"{op} in a Sequential")
         return out, cur
+
+    def seq_construct(self, kind: str, owner: _Owner, body: list, depth: int) -> dict:
+        """A repeat (its count possibly a free argument: instances of a block then differ), a table or
+        a conditional group of shape-neutral entries."""
+        if kind == "group":
+            self.features.add("conditional group in a Sequential")
+            return {"if": self.condition(owner), "body": body}
+        if kind == "table":
+            self.features.add("for table in a Sequential")
+            return {"for": f"r{depth}", "in": list(range(self.d(st.integers(0, 3)))), "body": body}
+        n = self.d(st.integers(0, 3))
+        if self.chance(50):
+            count = self.expr(owner, n, "int")
+        elif owner.kind == "block" and self.chance(50):
+            count = self.new_arg(owner, "int", n, lambda: self.d(st.integers(0, 3)))
+            self.features.add("repeat count of an instance")
+        else:
+            count = str(n)
+        self.features.add("repeat")
+        return {"repeat": count, **({"as": f"i{depth}"} if self.chance(30) else {}), "body": body}
 
     # -- blocks --
     def block_call(self, owner: _Owner, shape, mode: str, depth: int):
@@ -701,7 +831,7 @@ class _Gen:
 
     def new_block(self, shape, mode: str, depth: int):
         ph = self.name("block", self.block_names)
-        owner = _Owner("block", ph=ph)
+        owner = _Owner("block", ph=ph, in_shape=tuple(shape))
         self.stack.append(ph)
         try:
             layers, result = self.items(owner, shape, mode, self.d(st.integers(1, 3)), depth)
@@ -722,6 +852,8 @@ class _Gen:
 
     def arg_decl(self, a: _Arg):
         type_ = "size" if a.type == "size" else a.type
+        if type_ == "op":  # an op written as it is
+            return f"op = {a.default}" if a.has_default else "op"
         if a.has_default:
             if self.chance(20):
                 self.features.add("long-form argument")
@@ -785,6 +917,11 @@ def cases(draw, hostile: int = 15) -> Case:
         g.features.add("use:")
     if blocks:
         data["blocks"] = {ph: b.data for ph, b in blocks.items()}
+    if len(shape) == 3 and layers is top.layers and g.chance(10):  # a stock library, from any folder
+        data["use"] = [*([data["use"]] if isinstance(data.get("use"), str) else data.get("use", [])),
+                       "stock:lib/basic.yaml"]
+        layers.append({g.name("module", model.modules): f"BasicConv2d({shape[0]}, k=1)"})
+        g.features.add("stock use:")
     data["layers"] = layers
     if aux:
         data["aux"] = aux
@@ -842,7 +979,7 @@ class _Top:
         self.tops: list = []
 
     def put(self, item, before, after):
-        named = isinstance(item, dict) and not ({"concat", "add", "mul"} & set(item))
+        named = isinstance(item, dict) and not ({"concat", "add", "mul", "for", "body"} & set(item))
         self.tops.append((next(iter(item)) if named else None, tuple(before), tuple(after),
                           named and "if" in item))
         self.layers.append(item)

@@ -76,7 +76,12 @@ def test_the_cases_cover_the_whole_language(outcomes):
                   "aux", "aux after:", "aux block", "transforms", "extends", "edit", "argument override", "use:",
                   "long-form argument", "arithmetic", "grouped conv", "hostile name", "functional op", "named op",
                   "model argument int", "model argument size", "model argument float", "model argument bool",
-                  "block argument int", "block argument size", "block argument float", "block argument bool"}
+                  "block argument int", "block argument size", "block argument float", "block argument bool",
+                  # issue 11: expressions, structure, op arguments, stock libraries
+                  "in_channels", "in_h", "function expression", "comparison", "conditional group",
+                  "conditional group in a Sequential", "conditional branch", "if on a merge", "named repeat",
+                  "for table", "for table in a Sequential", "loop variable in an argument", "repeat count of an instance",
+                  "op argument", "op argument in a Sequential", "block argument op", "stock use:"}
     in_sequential = {f"{op} in a Sequential" for op in ops if OPS[op].module is not None and not OPS[op].parameter}
     assert {*ops, *in_sequential, *constructs} - seen == set()
     assert sum(o.kind == "ok" for o in outcomes) >= len(outcomes) // 4  # most specs get as far as running

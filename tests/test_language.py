@@ -382,6 +382,34 @@ def test_a_repeat_directly_inside_a_repeat(tmp_path):
     assert "        for _ in range(n):\n            layers.extend(nn.ReLU() for _2 in range(m))\n" in source
 
 
+def test_a_python_loop_reads_its_index(tmp_path):
+    """The fuzzer's mismatch: scale(i + 1) in a loop the class runs was written x * i + 1."""
+    _, source = built(tmp_path, """\
+        archspec: 1
+        name: idx
+        input: [3, 4, 4]
+        num_classes: 2
+        blocks:
+          B:
+            args: {n: int}
+            layers:
+              - repeat: n
+                as: i
+                body:
+                  - "act{i}": tanh
+                    if: i != 1
+                  - scale(i + 1)
+        layers:
+          - b1: B(3)
+          - b2: B(1)
+          - flatten
+          - fc: linear(num_classes)
+        """)
+    assert "        for i in range(self.n):\n            x = getattr(self, f\"act{i}\")(x) if getattr(self, f\"act{i}\") " \
+           "is not None else x  # N x 3 x 4 x 4\n            x = x * (i + 1)  # N x 3 x 4 x 4\n" in source
+    assert "            else:\n                self.add_module(f\"act{i}\", None)\n" in source
+
+
 @pytest.mark.parametrize("text, message", [
     ("  - repeat: 2\n    body:\n      - conv: conv2d(3, 1)", "10:9: duplicate module name 'conv' in the model: a loop "
      "names its modules by a template over its variable, e.g. 'conv{i}' with as: i"),

@@ -105,7 +105,7 @@ class Rewriter:
             if site is None:
                 return [item]
             calls = self.calls(site)
-            new = NamedItem(item.name, item.loc, seq=[CallItem(c, item.call.loc) for c in calls], cond=item.cond)
+            new = replace(item, call=None, seq=[CallItem(c, item.call.loc) for c in calls])  # if:, template kept
             self.changes.append(Change(item, [new], new, site, [c.text for c in calls]))
             return [new]
         if isinstance(item, MergeItem):
