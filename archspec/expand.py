@@ -636,7 +636,9 @@ def expand(resolved: Resolved, input_shape=None, num_classes: int | None = None)
     shape = tuple(input_shape) if input_shape else tuple(resolved.spec.input)
     model = ex.model(env, shape)
     aux_heads = []
-    top = {c.name: c for c in model.children}
+    # the layers an aux head may read or follow: named items of the top level (not inside a group or a loop,
+    # which the generated forward writes as blocks of their own)
+    top = {step.module.name: step.module for step in model.body if isinstance(step, Apply)}
     for aux in resolved.aux:
         try:
             if aux.source not in top:

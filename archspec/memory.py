@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from .emit import in_place_nodes
 from .errors import ArchspecError
-from .expand import Absent, Apply, Func, Merge
+from .expand import Absent, Apply, Func, Group, Loop, Merge
 from .lower import nodes_by_item
 from .ops import OPS, MemCtx, contiguous, dense, done, grad, iterated, k
 
@@ -371,8 +371,8 @@ class _Run:
             return self.op(self.g.node(mod.path), [arg])
         if mod.kind == "sequential":  # for module in self: input = module(input)
             cur = self._hold(arg)
-            for step in mod.body:
-                out = self.call(step.module, cur)
+            for child in mod.children:  # the modules it registered, in order (groups and loops opened)
+                out = self.call(child, cur)
                 self.sim.dec(cur.sid)
                 cur = out
             return cur
@@ -388,34 +388,46 @@ class _Run:
             src = dst
 
     def item(self, step, env: dict, src: str, dst: str) -> None:
-        """One statement of a generated forward, ``dst = ...(src)``."""
+        """One statement of a generated forward, ``dst = ...(src)`` (a group or a loop: its statements)."""
         if isinstance(step, Func) and step.op != "identity":
             self._assign(env, dst, self.op(step.node, [env[src]]))
+        elif isinstance(step, Merge) and step.node is None:  # the other branches absent: dst = the branch alone
+            self._assign(env, dst, self._hold(self._branches(step, env, src)[0]))
         elif isinstance(step, Merge):
             self._assign(env, dst, self.op(step.node, self._branches(step, env, src)))
         elif isinstance(step, Apply):
             self._assign(env, dst, self.call(step.module, env[src]))
-        elif src != dst:  # an identity, or an absent module: x = self.m(x) if self.m is not None else x
+        elif isinstance(step, Group):
+            self.body(step.steps, env, src, dst)
+        elif isinstance(step, Loop) and step.iterations:
+            for iteration in step.iterations:
+                self.body(iteration.steps, env, src, dst)
+                src = dst
+        elif src != dst:  # an identity, an absent module or group, a loop of no iteration: dst = src
             self._assign(env, dst, self._hold(env[src]))
 
     def _branches(self, step: Merge, env: dict, src: str) -> list:
         """Each branch writes a variable of its own (an empty branch is the merge's input). With
         ``split:``, one statement first names every chunk (``x1, x2 = x.chunk(2, dim=1)``), and
-        the chunks stay named until the block returns."""
+        the chunks stay named until the block returns. The generated forward computes a
+        conditional branch last, where it joins it."""
         heads = [src] * len(step.branches)
         if step.split is not None:
             heads = [f"{id(step)} chunk {j}" for j in range(len(step.branches))]
             for var, chunk in zip(heads, self.call_op(step.chunks, [env[src]])):
                 env[var] = chunk
-        outs = []
-        for j, branch in enumerate(step.branches):
+        outs: dict = {}
+        conds = step.item.conds if step.present is not None else None
+        last = [k for k, j in enumerate(step.present or ()) if conds and conds[j] is not None]
+        for j in sorted(range(len(step.branches)), key=lambda k: k in last):
+            branch = step.branches[j]
             if branch:
                 local = f"{id(step)} {j}"
                 self.body(branch, env, heads[j], local)
-                outs.append(env[local])
+                outs[j] = env[local]
             else:
-                outs.append(env[heads[j]])
-        return outs
+                outs[j] = env[heads[j]]
+        return [outs[j] for j in range(len(step.branches))]
 
     def op(self, node, ins: list) -> _Value:
         """Run one op's forward program; inputs are borrowed, the result is owned."""
