@@ -4,8 +4,9 @@
     python tests/reference/measure.py --check    # exit 1 if the committed file differs
 
 Every fact is measured on the reference implementation itself, built with random weights (no
-download): torchvision 0.28 for the torchvision-layout specs, timm 1.0.31 for Inception-v4 and
-Inception-ResNet-v2, Cadene's pretrainedmodels 0.7.4 for BN-Inception. MACs are measured twice,
+download): torchvision 0.28 for the torchvision-layout specs, timm 1.0.31 for Inception-v4,
+Inception-ResNet-v2 and Xception (`legacy_xception`), Cadene's pretrainedmodels 0.7.4 for
+BN-Inception. MACs are measured twice,
 independently: fvcore's conv + linear count and ``torch.utils.flop_counter`` (FLOPs = 2 x MACs).
 Needs the test extras plus fvcore (``pip install fvcore==0.1.5.post20221221``); see README.md here
 for the versions. The output is deterministic (no timestamp, no path): running it again with the same
@@ -34,12 +35,18 @@ TORCHVISION = {
     "resnet18": ("resnet18", {}, 224),
     "resnet50": ("resnet50", {}, 224),
     "resnet152": ("resnet152", {}, 224),
+    "mobilenet_v2": ("mobilenet_v2", {}, 224),
+    "efficientnet_b0": ("efficientnet_b0", {}, 224),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", {}, 224),
 }
 # reference name -> (builder, input size)
-TIMM = {"inception_v4": ("inception_v4", 299), "inception_resnet_v2": ("inception_resnet_v2", 299)}
+TIMM = {"inception_v4": ("inception_v4", 299), "inception_resnet_v2": ("inception_resnet_v2", 299),
+        "xception": ("legacy_xception", 299)}
 PRETRAINEDMODELS = {"inception_v2": ("bninception", 224)}
 # the models whose leaf modules, dropout rates and training outputs the tests compare
 DETAILED = ("googlenet_aux", "googlenet_noaux", "inception_v3_aux", "inception_v3_noaux")
+# the models whose every module's class name is recorded (the specs name their blocks after them)
+CLASSES = ("mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x1_0", "xception")
 
 
 def _type_name(obj) -> str:
@@ -77,7 +84,7 @@ def _macs(torch, model, x) -> tuple:
     return conv_linear, counter.get_total_flops()
 
 
-def measure(torch, model, size: int, detailed: bool) -> dict:
+def measure(torch, model, size: int, detailed: bool, classes: bool = False) -> dict:
     model.eval()
     x = torch.randn(1, 3, size, size)
     children, out = _eval_children(torch, model, x)
@@ -98,6 +105,8 @@ def measure(torch, model, size: int, detailed: bool) -> dict:
         "state_dict": [[k, list(v.shape)] + ([str(v.dtype).replace("torch.", "")] if v.dtype != torch.float32 else [])
                        for k, v in state.items()],
     }
+    if classes:
+        facts["module_classes"] = [[n, type(m).__name__] for n, m in model.named_modules()]
     if detailed:
         facts["leaf_modules"] = [[n, repr(m)] for n, m in model.named_modules() if n and not list(m.children())]
         facts["dropout_p"] = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
@@ -125,11 +134,11 @@ def measure_all() -> dict:
         torch.manual_seed(0)
         model = getattr(torchvision.models, builder)(weights=None, **kwargs)
         models[name] = {"source": f"torchvision.models.{builder}", "kwargs": {"weights": None, **kwargs},
-                        **measure(torch, model, size, name in DETAILED)}
+                        **measure(torch, model, size, name in DETAILED, name in CLASSES)}
     for name, (builder, size) in TIMM.items():
         torch.manual_seed(0)
         models[name] = {"source": f"timm.create_model('{builder}')", "kwargs": {"pretrained": False},
-                        **measure(torch, timm.create_model(builder, pretrained=False), size, False)}
+                        **measure(torch, timm.create_model(builder, pretrained=False), size, False, name in CLASSES)}
     for name, (builder, size) in PRETRAINEDMODELS.items():
         torch.manual_seed(0)
         models[name] = {"source": f"pretrainedmodels.{builder}", "kwargs": {"pretrained": None},
@@ -148,6 +157,7 @@ def measure_all() -> dict:
                                         "(the aux heads)",
             "state_dict": "[key, shape] in state_dict order; a third element gives the dtype when not float32",
             "leaf_modules": "[path, repr()] of every module without children, in named_modules() order",
+            "module_classes": "[path, class name] of every module in named_modules() order, the model first (path '')",
             "train_output_type": "type of a training-mode forward's result at batch 2",
         },
     }
