@@ -61,19 +61,75 @@ def compiled():
     return get
 
 
-def randomise_batchnorm(model) -> None:
+def randomise_batchnorm(model, calibrate=None, weight=(0.5, 1.5), bias=0.2) -> None:
     """BatchNorm statistics and affine parameters away from 0/1, so that eval-mode BatchNorm is not
-    the identity and a misplaced or missing one shows in the outputs."""
+    the identity and a misplaced or missing one shows in the outputs.
+
+    With ``calibrate`` (an input batch), the running statistics are first measured on it (one
+    training-mode pass that averages, as a trained network's statistics match its data), then
+    perturbed: each eval-mode BatchNorm then gives activations of the scale its affine values
+    set, deep in the network too, so that a clipping activation clips (MobileNet's ReLU6 at 6).
+    Without it they are random around 0 and 1."""
     import torch
 
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+        for m in norms:
+            if m.affine:
+                m.weight.uniform_(*weight)
+                m.bias.uniform_(-bias, bias)
+        if calibrate is not None:
+            momenta = [m.momentum for m in norms]
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average: the statistics of this batch
+            was_training = model.training
+            model.train()
+            model(calibrate)
+            model.train(was_training)
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+                m.running_mean.add_(torch.randn_like(m.running_mean) * 0.1 * m.running_var.sqrt())
+                m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.5, 1.5))
+        else:
+            for m in norms:
                 m.running_mean.normal_(0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-                if m.affine:
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.2, 0.2)
+
+
+def relative_difference(mine, ref) -> float:
+    """max |mine - ref| / max |ref|: the error relative to the output's scale, over a tensor or over
+    the fields of a training-mode namedtuple."""
+    if isinstance(ref, tuple):
+        assert isinstance(mine, tuple) and len(mine) == len(ref)
+        return max(relative_difference(a, b) for a, b in zip(mine, ref))
+    assert mine.shape == ref.shape
+    return ((mine - ref).abs().max() / ref.abs().max()).item()
+
+
+def compare_with_reference(ref, mine, x, seed: int = 0) -> dict:
+    """The largest relative difference between two models holding the same weights, in eval, in
+    training (one forward pass; dropout and stochastic depth draw the same masks on both sides:
+    the same seed before each) and in the BatchNorm running statistics that pass updated."""
+    import torch
+
+    diff = {}
+    with torch.no_grad():
+        ref.eval()
+        mine.eval()
+        diff["eval"] = relative_difference(mine(x), ref(x))
+        ref.train()
+        mine.train()
+        torch.manual_seed(seed)
+        want = ref(x)
+        torch.manual_seed(seed)
+        diff["train"] = relative_difference(mine(x), want)
+    mine_state, ref_state = mine.state_dict(), ref.state_dict()
+    assert list(mine_state) == list(ref_state)
+    diff["state"] = max((relative_difference(mine_state[k], v) for k, v in ref_state.items()
+                         if k.endswith(("running_mean", "running_var"))), default=0.0)
+    assert all(torch.equal(mine_state[k], v) for k, v in ref_state.items() if k.endswith("num_batches_tracked"))
+    return diff
 
 
 def load_into(cls, state: dict):
