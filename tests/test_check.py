@@ -300,7 +300,7 @@ def test_a_name_that_is_no_file_gets_the_stock_names(cli_here, tmp_path, monkeyp
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip() == ("inceptionv3: error: no such file: inceptionv3, nor a stock spec; did you mean "
                                    f"inception_v3? (stock specs: {stock})")
-    assert "inception_v3, inception_v4, resnet152" in stock
+    assert "inception_v3, inception_v4, mobilenet_v2, resnet152" in stock
     far = cli_here("check", "yolo")  # nothing close: the list alone
     assert far.stderr.strip() == f"yolo: error: no such file: yolo, nor a stock spec (stock specs: {stock})"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, compare_with_reference, load_into, randomise_batchnorm
+from conftest import ROOT, compare_with_reference, load_into, randomise_batchnorm, relative_difference
 
 pytestmark = pytest.mark.slow  # builds and runs full-size networks (pytest -m "not slow" leaves them out)
 torch = pytest.importorskip("torch")
@@ -27,29 +27,77 @@ CASES = [
     ("resnet18", "resnet18", {}, "ResNet18", 64),      # 2x2 before the adaptive 1x1 pool
     ("resnet50", "resnet50", {}, "ResNet50", 64),
     ("resnet152", "resnet152", {}, "ResNet152", 64),
+    ("mobilenet_v2", "mobilenet_v2", {}, "MobileNetV2", 64),          # 2x2 before the pool
+    ("efficientnet_b0", "efficientnet_b0", {}, "EfficientNet", 64),   # 2x2
+    ("shufflenet_v2_x1_0", "shufflenet_v2_x1_0", {}, "ShuffleNetV2", 64),  # 2x2
 ]
+BY_NAME = {c[0]: c for c in CASES}
 
 
-def _pair(torchvision, name, builder, kwargs, calibrate=None):
+def _pair(torchvision, name, builder, kwargs, calibrate=None, **randomise):
     module = import_generated(str(ROOT / "generated" / f"{name}.py"))
     torch.manual_seed(0)
     ref = getattr(torchvision.models, builder)(weights=None, **kwargs)
-    randomise_batchnorm(ref, calibrate)
+    randomise_batchnorm(ref, calibrate, **randomise)
     cls = next(getattr(module, n) for n in module.__all__ if n not in ("loss",) and not n.endswith("Outputs"))
     return ref, load_into(cls, ref.state_dict())
 
 
-@pytest.mark.parametrize("name,builder,kwargs,cls,size", CASES, ids=[c[0] for c in CASES])
-def test_torchvision_weights_load_and_outputs_match(torchvision, name, builder, kwargs, cls, size):
-    """Eval and training outputs and the running statistics a training pass leaves agree to 1e-5 of
-    their scale. The BatchNorm statistics are measured on a batch and perturbed
-    (``randomise_batchnorm``), the affine values drawn around 1 and 0, so every BatchNorm matters."""
+def _compared(torchvision, name):
+    """The reference and the generated module holding its weights, and the input to compare them on.
+    BatchNorm statistics are measured on another batch, then perturbed; the affine values are drawn
+    wide (scale 0.5-4, shift +-1), so that every BatchNorm matters, in eval too, and a clipping
+    activation clips (MobileNet's ReLU6: ``test_the_comparison_reaches_relu6s_clip``)."""
+    _, builder, kwargs, cls, size = BY_NAME[name]
     calibrate = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
-    ref, mine = _pair(torchvision, name, builder, kwargs, calibrate)
+    ref, mine = _pair(torchvision, name, builder, kwargs, calibrate, weight=(0.5, 4.0), bias=1.0)
     assert type(mine).__name__ == cls
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
-    diff = compare_with_reference(ref, mine, x)
+    return ref, mine, torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.mark.parametrize("name", BY_NAME)
+def test_torchvision_weights_load_and_outputs_match(torchvision, name):
+    """Eval and training outputs (dropout and stochastic depth drawing the same masks: the same
+    seed on both sides) and the running statistics the training pass leaves agree to 1e-5 of their
+    scale."""
+    diff = compare_with_reference(*_compared(torchvision, name))
     assert max(diff.values()) <= 1e-5, diff
+
+
+def test_the_comparison_reaches_relu6s_clip(torchvision):
+    """On the compared input every ReLU6 of MobileNet v2 clips some values at 6 and zeroes others, in
+    eval and in training: a ReLU in its place would show (small activations never reach 6)."""
+    ref, _, x = _compared(torchvision, "mobilenet_v2")
+    seen = []
+    for m in ref.modules():
+        if isinstance(m, torch.nn.ReLU6):
+            m.register_forward_hook(lambda m, i, out: seen.append(((out == 6).float().mean().item(),
+                                                                    (out == 0).float().mean().item())))
+    for training in (False, True):
+        ref.train(training)
+        seen.clear()
+        with torch.no_grad():
+            ref(x)
+        assert len(seen) == 35
+        assert min(s[0] for s in seen) > 0.001 and min(s[1] for s in seen) > 0.3, seen
+
+
+def test_efficientnets_stochastic_depth_draws_torchvisions_masks(torchvision):
+    """Stochastic depth alone (dropout set to 0) changes the training output with the seed, and the
+    generated module draws the same rows as torchvision's for each seed."""
+    ref, mine, x = _compared(torchvision, "efficientnet_b0")
+    ref.classifier[0].p = mine.classifier[0].p = 0.0
+    ref.train()
+    mine.train()
+    outputs = []
+    with torch.no_grad():
+        for seed in (5, 6):
+            torch.manual_seed(seed)
+            want = ref(x)
+            torch.manual_seed(seed)
+            assert relative_difference(mine(x), want) <= 1e-5
+            outputs.append(want)
+    assert relative_difference(outputs[0], outputs[1]) > 1e-2
 
 
 # Training steps written for torchvision's models, as a user's loop would be: they unpack the

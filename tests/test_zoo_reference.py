@@ -1,4 +1,5 @@
-"""The torchvision-layout zoo checks, to the unit, against torchvision 0.28 (no torch needed).
+"""The torchvision-layout zoo checks, to the unit, against torchvision 0.28 and timm 1.0.31 (no torch
+needed).
 
 For each spec the reference file (tests/reference/reference.json) gives what torchvision
 measured: total parameters with and without aux heads, fvcore's conv+linear MACs, the eval output
@@ -23,6 +24,10 @@ ZOO = {
     "resnet18": ("resnet18", None),
     "resnet50": ("resnet50", None),
     "resnet152": ("resnet152", None),
+    "mobilenet_v2": ("mobilenet_v2", None),
+    "efficientnet_b0": ("efficientnet_b0", None),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", None),
+    "xception": ("xception", None),  # timm's legacy_xception
 }
 
 
@@ -144,6 +149,10 @@ def test_leaf_module_reprs(compiled, reference, spec, model):
     ("inception_v3", 48, 95),    # 94 convs + fc
     ("resnet50", 50, 54),        # the 4 downsample 1x1 convs sit on the shortcut, a shorter path
     ("resnet152", 152, 156),
+    ("mobilenet_v2", 53, 53),      # stem + 17 inverted residuals (2 or 3 convs) + 1x1 + fc: no shortcut has a conv
+    ("efficientnet_b0", 82, 82),   # stem + 16 MBConv (the squeeze-and-excitation's two 1x1 convs on the path) + 1x1 + fc
+    ("shufflenet_v2_x1_0", 51, 57),  # 3 convs a unit on the path; the 3 down-sampling units' branch1 (2 convs) beside it
+    ("xception", 71, 75),          # depthwise and pointwise count one each; the 4 strided 1x1 skips are beside the path
 ])
 def test_depth_counts_weight_layers_on_the_longest_path(compiled, spec, depth, weight_layers):
     c = compiled(f"specs/{spec}.yaml")
@@ -162,3 +171,4 @@ def test_training_outputs_are_torchvisions(compiled, reference, spec, model):
     assert outputs_class_of(c.resolved.spec) == ref["train_output_type"].rsplit(".", 1)[1]
     assert [name for name, _ in c.resolved.output_fields()] == ref["train_output_fields"]
     assert reference[model.replace("_aux", "_noaux")]["train_output_fields"] is None  # without aux heads: a tensor
+
