@@ -61,9 +61,10 @@ def compiled():
     return get
 
 
-def randomise_batchnorm(model, calibrate=None, weight=(0.5, 1.5), bias=0.2) -> None:
+def randomise_batchnorm(model, calibrate=None, weight=(0.5, 4.0), bias=1.0) -> None:
     """BatchNorm statistics and affine parameters away from 0/1, so that eval-mode BatchNorm is not
-    the identity and a misplaced or missing one shows in the outputs.
+    the identity and a misplaced or missing one shows in the outputs. The affine values are drawn
+    wide (scale 0.5-4, shift +-1), so that activations cross every threshold.
 
     With ``calibrate`` (an input batch), the running statistics are first measured on it (one
     training-mode pass that averages, as a trained network's statistics match its data), then

@@ -1,7 +1,7 @@
 """Weight compatibility beyond torchvision: the lineage specs load the weights of the established
 implementations they name (docs/lineage.md) and give the same outputs.
 
-timm 1.0.31 (inception_v4, inception_resnet_v2) and Cadene's pretrainedmodels 0.7.4 (bninception)
+timm 1.0.31 (inception_v4, inception_resnet_v2, legacy_xception) and Cadene's pretrainedmodels 0.7.4 (bninception)
 are test-only dependencies; both import torchvision, hence the `torchvision` fixture first.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ CASES = [
     ("inception_v2", "BNInception", _bninception, 224),
     ("inception_v4", "InceptionV4", lambda: _timm("inception_v4"), 139),
     ("inception_resnet_v2", "InceptionResnetV2", lambda: _timm("inception_resnet_v2"), 139),
+    ("xception", "Xception", lambda: _timm("legacy_xception"), 71),  # its last feature map: 3x3
 ]
 
 
