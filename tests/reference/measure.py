@@ -47,6 +47,19 @@ PRETRAINEDMODELS = {"inception_v2": ("bninception", 224)}
 DETAILED = ("googlenet_aux", "googlenet_noaux", "inception_v3_aux", "inception_v3_noaux")
 # the models whose every module's class name is recorded (the specs name their blocks after them)
 CLASSES = ("mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x1_0", "xception")
+# reference name -> (module, the classes, functions and methods that define the network): the
+# source a spec replaces, counted in `definition` (the specs must be shorter, docs/zoo.md). Only the
+# network's own code in its file: not the shared blocks it borrows (Conv2dNormActivation,
+# SqueezeExcitation, StochasticDepth, _make_divisible), not the builders, weight enums and their
+# docs, not the configurations of sibling networks (EfficientNet's B1-B7 and V2 tables), not timm's
+# feature-extraction API (forward_intermediates, prune_intermediate_layers, group_matcher, ...).
+DEFINITIONS = {
+    "mobilenet_v2": ("torchvision.models.mobilenetv2", ["InvertedResidual", "MobileNetV2"]),
+    "efficientnet_b0": ("torchvision.models.efficientnet", ["_MBConvConfig", "MBConvConfig", "MBConv", "EfficientNet"]),
+    "shufflenet_v2_x1_0": ("torchvision.models.shufflenetv2", ["channel_shuffle", "InvertedResidual", "ShuffleNetV2"]),
+    "xception": ("timm.models.xception", ["SeparableConv2d", "Block", "Xception.__init__", "Xception.forward_features",
+                                          "Xception.forward_head", "Xception.forward"]),
+}
 
 
 def _type_name(obj) -> str:
@@ -82,6 +95,34 @@ def _macs(torch, model, x) -> tuple:
     by_op = analysis.by_operator()
     conv_linear = sum(v for k, v in by_op.items() if k in ("conv", "linear", "addmm", "matmul"))
     return conv_linear, counter.get_total_flops()
+
+
+def _definition(module_name: str, names: list) -> dict:
+    """Lines of source of the named objects: every line, and the lines of code (not blank, not a
+    comment, not a docstring)."""
+    import ast
+    import importlib
+    import inspect
+    import textwrap
+
+    module = importlib.import_module(module_name)
+    lines = code = 0
+    for name in names:
+        obj = module
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        source = textwrap.dedent(inspect.getsource(obj))
+        docstrings = set()
+        for node in ast.walk(ast.parse(source)):
+            body = getattr(node, "body", None)
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and isinstance(body[0], ast.Expr) \
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
+        rows = source.splitlines()
+        lines += len(rows)
+        code += sum(1 for i, row in enumerate(rows, 1)
+                    if row.strip() and not row.strip().startswith("#") and i not in docstrings)
+    return {"source": module_name, "objects": names, "lines": lines, "code_lines": code}
 
 
 def measure(torch, model, size: int, detailed: bool, classes: bool = False) -> dict:
@@ -143,6 +184,8 @@ def measure_all() -> dict:
         torch.manual_seed(0)
         models[name] = {"source": f"pretrainedmodels.{builder}", "kwargs": {"pretrained": None},
                         **measure(torch, getattr(pretrainedmodels, builder)(pretrained=None), size, False)}
+    for name, (module_name, names) in DEFINITIONS.items():
+        models[name]["definition"] = _definition(module_name, names)
     meta = {
         "generated_by": "tests/reference/measure.py",
         "versions": {p: version(p) for p in ("torch", "torchvision", "timm", "pretrainedmodels", "fvcore")},
@@ -158,6 +201,8 @@ def measure_all() -> dict:
             "state_dict": "[key, shape] in state_dict order; a third element gives the dtype when not float32",
             "leaf_modules": "[path, repr()] of every module without children, in named_modules() order",
             "module_classes": "[path, class name] of every module in named_modules() order, the model first (path '')",
+            "definition": "the objects (classes, functions, methods) whose source defines the network, their "
+                          "lines and lines of code (not blank, comment or docstring); see DEFINITIONS in measure.py",
             "train_output_type": "type of a training-mode forward's result at batch 2",
         },
     }
