@@ -172,3 +172,58 @@ def test_training_outputs_are_torchvisions(compiled, reference, spec, model):
     assert [name for name, _ in c.resolved.output_fields()] == ref["train_output_fields"]
     assert reference[model.replace("_aux", "_noaux")]["train_output_fields"] is None  # without aux heads: a tensor
 
+
+
+# --- module classes (the reference records every module's class for the four newest specs) -----
+
+# the PyTorch class of each op's module form, as the generated module registers it
+TORCH_CLASS = {"conv2d": "Conv2d", "batchnorm2d": "BatchNorm2d", "relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU",
+               "sigmoid": "Sigmoid", "linear": "Linear", "dropout": "Dropout", "maxpool2d": "MaxPool2d",
+               "adaptive_avgpool2d": "AdaptiveAvgPool2d", "flatten": "Flatten", "stochastic_depth": "StochasticDepth"}
+
+
+def _classes(c) -> dict:
+    """Module path -> the class the generated module registers there."""
+    out = {}
+    for m in c.expanded.model.walk():
+        out[m.path] = {"model": c.resolved.spec.class_name, "block": m.type, "sequential": "Sequential"}.get(m.kind) \
+            or TORCH_CLASS[m.type]
+    return out
+
+
+@pytest.mark.parametrize("spec", ["mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x1_0", "xception"])
+def test_module_classes_are_the_references(compiled, reference, spec):
+    """Every module has the reference's path and class name, the model and each block included, except
+    where the language cannot follow: torchvision's Conv2dNormActivation is an nn.Sequential subclass
+    (a spec writes an nn.Sequential: same children, same keys); EfficientNet registers its
+    StochasticDepth in every MBConv but runs it only in those with a shortcut (a spec registers a
+    module where it runs; the module has no state); ShuffleNet's one InvertedResidual class is two
+    blocks (docs/zoo.md: the stride-2 unit is DownsamplingUnit)."""
+    ours = _classes(compiled(f"specs/{spec}.yaml"))
+    ref = dict(reference[spec]["module_classes"])
+    renamed = {p: (r, ours.get(p)) for p, r in ref.items() if ours.get(p) not in (r, None)}
+    missing = {p for p in ref if p not in ours}
+    assert set(ours) <= set(ref)
+    assert set(renamed.values()) <= {("Conv2dNormActivation", "Sequential"), ("InvertedResidual", "DownsamplingUnit")}
+    assert sorted(p for p, (_, mine) in renamed.items() if mine == "DownsamplingUnit") == (
+        ["stage2.0", "stage3.0", "stage4.0"] if spec == "shufflenet_v2_x1_0" else [])
+    assert all(p.endswith(".stochastic_depth") for p in missing), missing
+    # the stochastic depth module is missing exactly where the block has no shortcut
+    no_shortcut = {p for p in ours if ours[p] == "MBConv" and f"{p}.stochastic_depth" not in ours}
+    assert missing == {f"{p}.stochastic_depth" for p in no_shortcut}
+    assert len(missing) == {"efficientnet_b0": 7}.get(spec, 0)
+    assert ours[""] == ref[""]
+
+
+@pytest.mark.parametrize("spec", ["mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x1_0", "xception"])
+def test_spec_is_shorter_than_the_references_definition(root, reference, spec):
+    """The spec, comments included, has fewer lines than the reference's own source that defines the
+    network has lines of code (blanks, comments and docstrings left out; shared blocks such as
+    Conv2dNormActivation, builders and weight enums not counted at all: DEFINITIONS in
+    tests/reference/measure.py); docs/zoo.md gives the figures."""
+    ref = reference[spec]["definition"]
+    lines = len((root / "specs" / f"{spec}.yaml").read_text().splitlines())
+    assert lines < ref["code_lines"] < ref["lines"]
+    objects = ", ".join(ref["objects"])
+    row = f"| `{spec}.yaml` | {lines} | `{ref['source']}`: {objects} | {ref['lines']} | {ref['code_lines']} |"
+    assert row in (root / "docs" / "zoo.md").read_text(), row
