@@ -359,7 +359,7 @@ def test_a_stock_reference_that_names_no_stock_file(tmp_path, ref, message):
     spec = _write(tmp_path, "s.yaml", f"archspec: 1\nname: s\ninput: [3, 8, 8]\nuse: [{ref!r}]\nlayers: [relu]\n")
     with pytest.raises(ArchspecError) as info:
         compile_spec(str(spec))
-    assert info.value.message.startswith(message + " (stock specs: alexnet, googlenet")
+    assert info.value.message.startswith(message + " (stock specs: alexnet, efficientnet_b0, googlenet")
     assert "libraries: lib/basic.yaml, lib/inception_v4.yaml, lib/paper.yaml, lib/resnet.yaml" in info.value.message
     assert (info.value.loc.line, info.value.loc.col) == (4, 7)
 
