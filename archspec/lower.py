@@ -92,11 +92,14 @@ def nodes_by_item(model, graph) -> dict:
     """id(spec item) -> the graph nodes its op became, in every instance of its block and every
     repetition of a loop; None among them where it follows a module whose ``if:`` is false, a
     conditional group or branch, or a loop in a body (its input is then what came before, which
-    another configuration of the arguments would not share)."""
+    another configuration of the arguments would not share), or where an argument of type op holds
+    it."""
     out: dict = {}
     for module in model.walk():
         if module.kind == "op":
-            out.setdefault(id(module.item), []).append(graph.node(module.path))
+            # an argument of type op is written as a call of the class it holds (``act()``): never in place
+            via_argument = getattr(getattr(module.item, "call", None), "name", module.type) != module.type
+            out.setdefault(id(module.item), []).append(None if via_argument else graph.node(module.path))
         _step_nodes(module.body, out, module.kind == "sequential")
     return out
 
