@@ -105,8 +105,6 @@ def _same_timeline(mine: list, measured: list, what: str) -> None:
 @pytest.mark.parametrize("batch", [1, 3])
 def test_small_specs_exact(small, name, batch):
     c, module, cls = small(name)
-    if batch == 1 and name == "variants.yaml":
-        pytest.skip("BatchNorm in training needs more than one value per channel (the 3x3 pool's 1x1 maps)")
     _check(c, module, cls, batch, profiled=True)
 
 
