@@ -311,8 +311,11 @@ def _call(node, ev, loc):
                           f"(functions: {', '.join(FUNCTIONS)})", loc)
     args = [ev(a) for a in node.args]
     kwargs = {k.arg: ev(k.value) for k in node.keywords}
-    for value in (*args, *kwargs.values()):
-        if value is not None or name != "make_divisible":
+    # None only as make_divisible's min_value (its default), never as a value or a divisor
+    may_be_none = [name == "make_divisible" and (i >= 2 or k == "min_value")
+                   for i, k in [*((i, None) for i in range(len(args))), *((2, k) for k in kwargs)]]
+    for value, optional in zip((*args, *kwargs.values()), may_be_none):
+        if value is not None or not optional:
             _need_number(value, node, loc, f"{name}()")
     if name == "make_divisible":
         return _bounded(_make_divisible(node, loc, *args, **kwargs), node, loc)

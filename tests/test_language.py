@@ -198,6 +198,10 @@ def test_a_spec_without_functions_imports_nothing_more(tmp_path):
      "comparison: n != 0)"),
     ("conv", "conv2d(make_divisible(c, 0), 3)", "8:15: make_divisible needs a positive int divisor and an int "
      "min_value, in 'make_divisible(c, 0)'"),
+    ("conv", "conv2d(make_divisible(None, 8), 3)", "8:15: make_divisible() on a non-number (none) in "
+     "'make_divisible(None, 8)'"),
+    ("conv", "conv2d(make_divisible(None, 8, None), 3)", "8:15: make_divisible() on a non-number (none) in "
+     "'make_divisible(None, 8, None)'"),
     ("if", "c.bit_length() > 3", "9:13: 'c.bit_length' is not a function of the spec language in "
      "'c.bit_length() > 3' (functions: min, max, round, int, ceil, floor, make_divisible)"),
     ("if", "c and true", "9:13: 'and' needs a boolean, got int 16 in 'c and True' (write a comparison: n != 0)"),
