@@ -276,3 +276,40 @@ def test_the_interpreter_catches_the_code_written_before_the_fix(tmp_path, case,
     with pytest.raises(ArchspecError) as caught:
         verify_file(compiled, str(path), deploy)
     assert before in str(caught.value)
+
+
+ILL_CONDITIONED = """blocks:
+  Head:
+    layers:
+      - m24: [gelu, "batchnorm2d(0.001, 0.0, track_running_stats=false)"]
+      - m25: batchnorm2d(affine=false)
+      - m27: [tanh, "conv2d(1, 1, bias=false)", batchnorm2d]
+layers:
+  - m1: batchnorm2d(affine=false)
+  - repeat: 3
+    as: i
+    body:
+      - "sd{i}": stochastic_depth(0.2, 'batch')
+      - "ht{i}": hardtanh(-6.0, 1.0)
+  - m7: batchnorm2d(0.001)
+  - m8: batchnorm2d(eps=0.1)
+""" + TAIL + """aux:
+  aux:
+    from: m7
+    loss_weight: 0.3
+    module: Head()
+"""
+
+
+def test_where_rounding_is_all_there_is_the_interpreters_own_rounding_is_the_allowance(tmp_path, monkeypatch):
+    """Found by bench/fuzz.py at 5,000 specs: stochastic depth drops the whole batch in the verifier's
+    training step, so m7 and the BatchNorms after it normalise constant maps. m7.bias's gradient is
+    zero in exact arithmetic, and rounding amplified by 1/sqrt(eps) at each BatchNorm on both sides
+    (~1e-8, against a largest gradient of ~1e-2). The interpreter run again on a channels-last input
+    moves it as much, so the generated module verifies; with that allowance off it would not."""
+    from archspec import verify
+
+    assert _build_verify(tmp_path, "ill", ILL_CONDITIONED, []) == (0, "")
+    monkeypatch.setattr(verify, "NOISE_FACTOR", 0.0)
+    rc, err = _build_verify(tmp_path, "ill", ILL_CONDITIONED, ["--force"])
+    assert rc == 1 and "error: gradient of m7.bias: generated differs from the interpreter by " in err
