@@ -59,6 +59,8 @@ PYTHON_NAMES = {**{name: f"Python's builtin {name}" for name in dir(builtins) if
                 **{name: f"the Python keyword {name}" for name in keyword.kwlist}}
 
 # The names each generated file binds at its top level besides its classes: (imports, definitions).
+# loss is defined only where the spec has aux heads, but reserved in every file: the model class's
+# name (``class_name_of``) must not depend on them.
 TRAINING_IMPORTS = (("torch", "nn", "F", "Tensor", "namedtuple", "Optional", "Union"), ("loss",))
 DEPLOY_IMPORTS = (("torch", "nn", "F", "Tensor"), ("_FOLDS", "_COPIES", "_fold"))
 # The parameters and locals the templates write (self, x, __init__'s fixed parameters, loss's,

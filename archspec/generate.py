@@ -1,8 +1,9 @@
 """Stage 8, generate: a compiled spec -> the source of a standalone PyTorch module (text only).
 
 One ``nn.Module`` class per block definition, constructed with the block's arguments (input
-channels passed explicitly), plus the model class, an outputs namedtuple when the spec has aux
-heads, and ``loss(outputs, target)``. Expressions from the spec are written back over the
+channels passed explicitly), plus the model class and, when the spec has aux heads, an outputs
+namedtuple and ``loss(outputs, target)`` that weighs them (without aux heads the loss is plain
+``F.cross_entropy``, as torchvision leaves it to the training script). Expressions from the spec are written back over the
 generated class's own arguments; input channels are tracked symbolically (``in_channels`` ->
 ``out`` -> ``64 + 64 + 96 + pool_features``) and checked against the analysed value of every
 instance. Decisions are made here; ``templates/module.py.j2`` only lays the text out.
@@ -80,6 +81,19 @@ class _Scope:
     subst: dict = field(default_factory=dict)  # loop variable -> what it stands for here (a value, or a Python loop's name)
     loop_vars: set = field(default_factory=set)  # the variables of the Python loops being written
     op_args: set = field(default_factory=set)  # its arguments of type op (module classes)
+    # __init__'s names that die with the statement being written (an nn.Sequential's list of layers
+    # and its loop variable): free again once it is written, as each of torchvision's _make_layer
+    # calls has its own `layers`
+    dead: list = field(default_factory=list)
+    shapes_shown: bool = False  # a line of forward has a shape comment
+    shapes_differ: bool = False  # a line of forward has different shapes in different instances: no comment
+
+    def statement_done(self) -> None:
+        for name in self.dead:
+            self.init_names.release(name)
+            if self.names.used.get(name) == "a loop variable":  # a loop variable is claimed in both
+                self.names.release(name)
+        self.dead.clear()
 
     def local(self, want: str) -> str:
         return self.names.fresh(want, "a local of forward")
@@ -178,6 +192,21 @@ class _Generator:
             return evaluate(expr, env, loc)
         except Exception:  # not computable from this site's names: not symbolic
             return None
+
+    def shared(self, scope: _Scope, at: list, shape_of, ch=None):
+        """The shape a line of forward gives at every site that runs it (the real ones), for its
+        comment: the same everywhere, or differing only in channels that an argument of the class
+        gives (``N x c7 x 17 x 17``: ``ch``, the line's channel expression, a bare name); else None
+        (no site runs it, or the shapes differ: the class's docstring says so)."""
+        runs = [(site, shape_of(step)) for site, step in at if site.real and step is not None]
+        runs = [(site, shape) for site, shape in runs if shape is not None]
+        shapes = {shape for _, shape in runs}
+        if len(shapes) > 1 and isinstance(ch, ast.Name) and len({shape[1:] for shape in shapes}) == 1 and \
+                all(self._value(ch, site.env, None) == shape[0] for site, shape in runs):
+            shapes = {(ch.id, *runs[0][1][1:])}
+        scope.shapes_differ = scope.shapes_differ or len(shapes) > 1
+        scope.shapes_shown = scope.shapes_shown or len(shapes) == 1
+        return next(iter(shapes)) if len(shapes) == 1 else None
 
     def check_symbolic(self, scope: _Scope, pairs: list, expr, loc, what: str, dim: int = 0):
         """The inferred input size (of ``dim``) of a module from ``pairs`` [(site env, input shape)]:
@@ -369,13 +398,23 @@ class _Generator:
         for n, attr in scope.arg_attrs.items():
             init.append(f"self.{attr} = {n}")
         doc = doc_lines(block.doc or f"Block {name} from the spec.")
-        insts = scope.instances
-        if insts:
-            where = insts[0].path or self.model_class
-            doc += ["", escape(f"Shapes in forward are those of {where}"
-                               + (f" (one of {len(insts)} instances)." if len(insts) > 1 else "."))]
+        doc += self.shapes_doc(scope)
         doc = wrap_lines(doc)
         self.classes[name] = ClassCode(self.class_names[name], doc, params, init, scope.forward + ["return x"])
+
+    def shapes_doc(self, scope: _Scope) -> list:
+        """What the shape comments of a block class's forward are: its one instance's; with several
+        instances, those they all share (a line whose shape differs between them has none)."""
+        insts = scope.instances
+        if not insts or not scope.shapes_shown:
+            return []
+        if len(insts) == 1:
+            return ["", escape(f"Shapes in forward are those of {insts[0].path or self.model_class}.")]
+        every = "both" if len(insts) == 2 else f"all {len(insts)}"
+        if not scope.shapes_differ:
+            return ["", f"Shapes in forward are those of {every} instances."]
+        return ["", f"Shapes in forward are those {every} instances share; a line without one has different "
+                    "shapes in different instances."]
 
     def body(self, items: list, sites: list, src: str, dst: str, ch, scope: _Scope):
         """Emit ``items`` of a body at ``sites``: the first reads ``src``, every one writes ``dst``.
@@ -390,9 +429,10 @@ class _Generator:
             op = OPS[item.call.name]
             exprs_ = self.attr_exprs(item.call.name, item.call, scope, in_forward=True)
             text = op.function(src, exprs_, op, inplace=self.runs_in_place(item))
+            out = self.channels_after(item.call, ch, scope)
             if text != dst:  # identity on the same variable writes nothing
-                scope.forward.append(_stmt(f"{dst} = {text}", _node_shape(_first(at))))
-            return self.channels_after(item.call, ch, scope)
+                scope.forward.append(_stmt(f"{dst} = {text}", self.shared(scope, at, _node_shape, out)))
+            return out
         if isinstance(item, NamedItem):
             return self.named(item, at, src, dst, ch, scope)
         if isinstance(item, MergeItem):
@@ -415,7 +455,7 @@ class _Generator:
         else:
             ctor, out = self.module_ctor(item.call, ch, scope, pairs, item.loc, item, what)
             prelude = []
-        shape = _out_shape(_first(at))  # the first instance's (none where it is absent there)
+        shape = self.shared(scope, at, _line_shape, out if item.cond is None else None)
         lines = [*prelude, *attr.assign(ctor).split("\n")]
         applied = f"{attr.read}({src})"
         op = OPS.get(item.call.name) if item.call is not None else None
@@ -425,9 +465,11 @@ class _Generator:
             scope.init += [f"if {unparse(scope.spec(item.cond))}:", *_indent(lines), "else:", f"    {attr.assign('None')}"]
             call = f"{applied} if {attr.read} is not None else {src}"
             scope.forward.append(_stmt(f"{dst} = {call}", shape))
+            scope.statement_done()
             same = out is not None and ch is not None and unparse(out) == unparse(ch)
             return out if same else None
         scope.init += lines
+        scope.statement_done()
         scope.forward.append(_stmt(f"{dst} = {applied}", shape))
         return out
 
@@ -459,8 +501,8 @@ class _Generator:
         step = _first(at)
         labels = step.labels if step is not None and step.present is None else \
             [_branch_label(br, j) for j, br in enumerate(item.branches)]
-        names_ = _branch_vars(labels)
-        srcs, in_chans = self.split(item, step, src, ch, scope)
+        names_ = _branch_vars(labels, item.branches)
+        srcs, in_chans = self.split(item, at, src, ch, scope)
         conds = item.conds or [None] * len(item.branches)
         cond_lines: list = []
         for j, branch in enumerate(item.branches):
@@ -494,16 +536,17 @@ class _Generator:
         j = next((k for k, c in enumerate(conds) if c is not None), None)
         text, ch = self.joined(item, step, outs, chans, every)
         if j is None:
-            scope.forward.append(_stmt(f"{dst} = {text}", _node_shape(step)))
+            scope.forward.append(_stmt(f"{dst} = {text}", self.shared(scope, at, _node_shape, ch)))
             return ch
         rest = [k for k in every if k != j]
         text_without, ch_without = self.joined(item, step, outs, chans, rest)
         cond = self.forward_expr(scope.spec(conds[j]), scope)
-        there = isinstance(step, Merge) and j in step.present  # which line the first instance runs: its shape
-        shape = step.out if isinstance(step, Merge) else None
+        def joined_shape(with_j: bool):  # the line's shape where the branch is joined (or not)
+            return lambda s: s.out if isinstance(s, Merge) and (j in s.present) == with_j else None
+
         scope.forward += [f"if {unparse(cond)}:", *_indent(cond_lines),
-                          f"    {_stmt(f'{dst} = {text}', shape if there else None)}", "else:",
-                          f"    {_stmt(f'{dst} = {text_without}', None if there else shape)}"]
+                          f"    {_stmt(f'{dst} = {text}', self.shared(scope, at, joined_shape(True)))}", "else:",
+                          f"    {_stmt(f'{dst} = {text_without}', self.shared(scope, at, joined_shape(False)))}"]
         return _either(scope.spec(conds[j]), ch, ch_without)
 
     @staticmethod
@@ -522,7 +565,7 @@ class _Generator:
                 return text, chans[max(known, key=lambda k: widths[k])]
         return text, chans[which[0]]
 
-    def split(self, item: MergeItem, step, src: str, ch, scope: _Scope) -> tuple:
+    def split(self, item: MergeItem, at: list, src: str, ch, scope: _Scope) -> tuple:
         """With ``split:``, one statement gives every branch its chunk of the channels, as ShuffleNet
         writes it: ``x1, x2 = x.chunk(2, dim=1)``. The variables and their channel expressions."""
         n = len(item.branches)
@@ -530,6 +573,7 @@ class _Generator:
             return [src] * n, [ch] * n
         split = scope.spec(item.split)
         expr = self.forward_expr(split, scope)
+        step = _first(at)
         value = step.split if step is not None else None
         names_ = [scope.local(f"x{j + 1}") for j in range(n)]
         if isinstance(value, tuple) or isinstance(split, ast.Tuple):
@@ -540,7 +584,8 @@ class _Generator:
         else:
             text = f"{src}.chunk({unparse(expr)}, dim=1)"
             chans = [fold(ast.BinOp(ch, ast.FloorDiv(), split)) if ch is not None else None] * n
-        shapes = [c.meta["shape"] for c in step.chunks] if step is not None else []
+        shapes = self.shared(scope, at, lambda s: tuple(c.meta["shape"] for c in s.chunks) if isinstance(s, Merge) else None)
+        shapes = list(shapes or ())
         comment = ", ".join(shape_comment(s) for s in shapes) if len(set(shapes)) > 1 else \
             (f"{shape_comment(shapes[0])} each" if shapes else "")
         scope.forward.append(f"{', '.join(names_)} = {text}" + (f"  # {comment}" if comment else ""))
@@ -688,6 +733,7 @@ class _Generator:
                 inner[-1] += ","
             return "nn.Sequential(\n" + "\n".join(inner) + "\n)", ch, prelude
         layers = scope.init_names.fresh("layers", "the layers of an nn.Sequential")
+        scope.dead.append(layers)
         return f"nn.Sequential(*{layers})", ch, [f"{layers} = []", *_render_pieces(pieces, layers)]
 
     def seq_items(self, items: list, sites: list, ch, scope: _Scope, pieces: list):
@@ -724,28 +770,17 @@ class _Generator:
         return ctor, self.channels_after(item.call, ch, scope), []
 
     def seq_loop(self, item, at: list, ch, scope: _Scope, pieces: list):
-        """A loop in an nn.Sequential: ``*(Block(...) for _ in range(n))`` where one module repeats
-        unchanged, its iterations written out where every site runs the same count, else a Python
-        loop that appends to the list."""
+        """A loop in an nn.Sequential: its iterations written out where every site runs the same count
+        and the count is a number (timm's Inception-v4: ``InceptionA(384), InceptionA(384), ...``),
+        else a Python loop that appends to the list (torchvision's _make_layer: ``for _ in
+        range(blocks1 - 1): layers.append(Bottleneck(256, 64))``), so an argument still sets it."""
         counts = {len(step.iterations) for _, step in at if isinstance(step, Loop)}
         count = self.fixed_count(item, counts, scope)
         if count == 0:
             return ch
-        if isinstance(item, RepeatItem) and item.var is None:
-            trial: list = []
-            ch_after = self.seq_items(item.body, self.iteration_sites(at, 0), ch, scope, trial)
-            steady = ch is not None and ch_after is not None and unparse(ch) == unparse(ch_after)
-            if steady and len(trial) == 1 and trial[0][0] == "entry" and "\n" not in trial[0][1] and \
-                    not trial[0][1].startswith("*") and (count is None or count > 1):
-                # Same module each time: one generator expression, as a person would write it. Its loop
-                # variable must not hide an argument the constructor call reads (an argument named `_`).
-                var = scope.init_names.fresh("_", "a loop variable")
-                scope.init_names.release(var)  # the generator expression's own scope ends with it
-                pieces.append(("entry", f"*({trial[0][1]} for {var} in range({unparse(scope.spec(item.count))}))"))
-                return ch_after
-        if count is None:
+        if count is None or (isinstance(item, RepeatItem) and self._value(scope.spec(item.count), {}, item.loc) is None):
             return self.seq_python_loop(item, at, ch, scope, pieces)
-        for k in range(count):  # channels change from one repetition to the next: write each one out
+        for k in range(count):  # write each one out
             with scope.bound(self.iteration_values(item, k, scope)):
                 ch = self.seq_items(item.body, self.iteration_sites(at, k), ch, scope, pieces)
         return ch
@@ -758,6 +793,7 @@ class _Generator:
     def seq_python_loop(self, item: RepeatItem, at: list, ch, scope: _Scope, pieces: list):
         """``for i in range(n): layers.append(...)``, the channels carried in a local where they change."""
         loop = self.loop_frame(item, at, ch, scope)
+        scope.dead += [loop.var, *([loop.chvar] if loop.chvar else [])]
         sub: list = []
         with scope.looping(item.var, loop.var):
             out = self.seq_items(item.body, loop.sites, loop.ch, scope, sub)
@@ -815,8 +851,10 @@ class _Generator:
             for head in heads_after.get(name, []) if name else []:
                 self.aux_init(head, aux_items[head.name], scope)
             for head in heads_from.get(name, []) if name else []:
-                # the head's output lives to the end of forward: a name no later local takes
-                local = self.aux_locals[head.name] = scope.local(head.name)
+                # the head's output lives to the end of forward: a name no later local takes; `aux`
+                # where there is one head (torchvision's Inception3), else the head's own (aux1, aux2)
+                want = "aux" if len(ex.aux) == 1 else head.name
+                local = self.aux_locals[head.name] = scope.local(want)
                 scope.forward += [f"{local}: Optional[Tensor] = None",
                                   f"if self.{head.name} is not None and self.training:",
                                   f"    {local} = self.{head.name}(x)  # {shape_comment(head.module.out_shape)}"]
@@ -977,8 +1015,12 @@ def _in_shape(step):
     return step.module.in_shape if isinstance(step, Apply) else getattr(step, "shape", None)
 
 
-def _out_shape(step):
-    return step.module.out_shape if isinstance(step, Apply) else None
+def _line_shape(step):
+    """The shape after a named module's line: its output; where it is absent (``if:`` false), the
+    input it passes on."""
+    if isinstance(step, Apply):
+        return step.module.out_shape
+    return step.shape if isinstance(step, Absent) else None
 
 
 def _relative(site: _Site, module) -> str:
@@ -1049,9 +1091,7 @@ def _render_pieces(pieces: list, layers: str) -> list:
     """The statements that build an nn.Sequential's list of layers."""
     out = []
     for kind, *rest in pieces:
-        if kind == "entry" and rest[0].startswith("*("):  # a generator of modules
-            out += f"{layers}.extend({rest[0][2:-1]})".split("\n")
-        elif kind == "entry":
+        if kind == "entry":
             out += f"{layers}.append({rest[0]})".split("\n")
         elif kind in ("pre",):
             out += rest[0]
@@ -1157,18 +1197,25 @@ def _arg(call, op, name):
     return None
 
 
-def _branch_vars(labels: list) -> list:
+def _branch_vars(labels: list, branches: list) -> list:
     """Variable names for a merge's branches, from their first modules' names.
 
     torchvision's style: the branch of branch5x5_1, branch5x5_2 is held in `branch5x5`; a branch
-    without a named module is `branch<k>`. When a name is long (Caffe's flat
-    `inception_3a_double_3x3_reduce` would make every line of the branch long), all the merge's
-    branches are numbered instead: branch1, branch2, ...
+    that is a pooling alone is `branch_pool` (Inception3's InceptionB: ``branch_pool =
+    F.max_pool2d(x, ...)``); another branch without a named module is `branch<k>`. When a name is
+    long (Caffe's flat `inception_3a_double_3x3_reduce` would make every line of the branch long),
+    all the merge's branches are numbered instead: branch1, branch2, ...
     """
     stems = [label[:-2] if label.endswith("_1") and len(label) > 2 else label for label in labels]
     if any(len(s) > 16 for s in stems):
         return [f"branch{j + 1}" for j in range(len(labels))]
-    return [s if is_identifier(s) else f"branch{j + 1}" for j, s in enumerate(stems)]
+    return ["branch_pool" if _pool_only(branches[j]) else s if is_identifier(s) else f"branch{j + 1}"
+            for j, s in enumerate(stems)]
+
+
+def _pool_only(branch: list) -> bool:
+    """Whether a merge's branch is one unnamed max or average pooling."""
+    return len(branch) == 1 and isinstance(branch[0], CallItem) and branch[0].call.name in ("maxpool2d", "avgpool2d")
 
 
 def _stmt(code: str, shape) -> str:
@@ -1252,5 +1299,5 @@ def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
         "fields": [{"name": name, "aux": source != "main"} for name, source in fields],
         "main_field": field_of["main"],
         "heads": heads,
-        "exports": [model.name, *([gen.outputs_class] if ex.aux else []), "loss"],
+        "exports": [model.name, *([gen.outputs_class, "loss"] if ex.aux else [])],
     })

@@ -497,8 +497,9 @@ class _Run:
         _optimizer_step(sim, optimizer, params)
 
     def loss(self, outs: list, target: int) -> _Value:
-        """The generated ``loss``: cross-entropy of the logits + weight x cross-entropy of each aux
-        head, evaluated left to right; the outputs die when it returns."""
+        """The training loss: ``F.cross_entropy`` of the logits, and with aux heads the generated
+        ``loss`` (+ weight x cross-entropy of each head), evaluated left to right; the outputs die
+        when it returns."""
         weights = [None] + [h.loss_weight for h in self.c.expanded.aux][:len(outs) - 1]
         total = None
         for out, weight in zip(outs, weights):

@@ -920,7 +920,7 @@ def cases(draw, hostile: int = 15) -> Case:
     if len(shape) == 3 and layers is top.layers and g.chance(10):  # a stock library, from any folder
         data["use"] = [*([data["use"]] if isinstance(data.get("use"), str) else data.get("use", [])),
                        "stock:lib/basic.yaml"]
-        layers.append({g.name("module", model.modules): f"BasicConv2d({shape[0]}, k=1)"})
+        layers.append({g.name("module", model.modules): f"BasicConv2d({shape[0]}, kernel_size=1)"})
         g.features.add("stock use:")
     data["layers"] = layers
     if aux:

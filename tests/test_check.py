@@ -334,7 +334,7 @@ input: [3, 16, 16]
 num_classes: 10
 use: [stock:lib/basic.yaml, stock:lib/resnet]
 layers:
-  - conv1: BasicConv2d(8, k=3)
+  - conv1: BasicConv2d(8, kernel_size=3)
   - block: Bottleneck(2)
   - avgpool: adaptive_avgpool2d(1)
   - flatten

@@ -126,7 +126,7 @@ def test_factorized_shows_each_rewrite_with_its_cost():
     (g,) = d.groups
     assert g.kind == "replaced" and len(g.changes) == 9
     first = g.changes[0]
-    assert first.summary == "ConvReLU(32, k=5, p=2) -> 2 x BasicConv2d(32, k=3, p=1)"
+    assert first.summary == "ConvReLU(32, kernel_size=5, padding=2) -> 2 x BasicConv2d(32, kernel_size=3, padding=1)"
     # 5x5 16->32 with bias: 12,832; two 3x3 (16->32, 32->32) without bias, each with BN: 13,952
     assert ([s["params"] for s in first.a], sum(s["params"] for s in first.b)) == ([12_832], 13_952)
     assert_deltas_add_up(d)

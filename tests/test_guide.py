@@ -53,7 +53,7 @@ def test_generated_classes_are_real():
         path, cls = argument.split()
         code = generate(compile_spec(str(ROOT / path)))
         start = code.index(f"\nclass {cls}(") + 1
-        end = min(i for i in (code.find("\nclass ", start), code.find("\ndef ", start)) if i > 0)
+        end = min((i for i in (code.find("\nclass ", start), code.find("\ndef ", start)) if i > 0), default=len(code))
         assert text == code[start:end].rstrip("\n") + "\n", f"docs/guide.md: class {cls} of {path} changed"
 
 

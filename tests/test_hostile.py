@@ -481,8 +481,9 @@ def inert_problems(source: str) -> list:
     """What in a generated file is not the expected construct (empty when the file only defines a model).
 
     Allowed: imports of torch / collections / typing; class and function definitions whose bases are
-    nn.Module; assignments, returns, ifs and docstrings; calls of nn.*, F.*, torch.*, self.*, super(),
-    namedtuple/isinstance/range and the file's own classes and functions. No name is used that the
+    nn.Module; assignments, returns, ifs, docstrings and ``for NAME in range(...)``; calls of nn.*, F.*,
+    torch.*, self.*, super(), namedtuple/isinstance/range, the file's own classes and functions and
+    ``append`` on a list the file builds (``layers.append(...)``). No name is used that the
     file does not bind, no dunder but __init__/__annotations__/__all__, no decorator, no lambda.
     """
     tree = ast.parse(source)
@@ -490,6 +491,8 @@ def inert_problems(source: str) -> list:
     own = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
     own |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
     bound = set(own)
+    lists = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.List)
+             for t in n.targets if isinstance(t, ast.Name)}  # layers = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             bound.add(node.id)
@@ -498,7 +501,7 @@ def inert_problems(source: str) -> list:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             bound.update((a.asname or a.name).split(".")[0] for a in node.names)
     for node in ast.walk(tree):
-        if isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS):
+        if isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS) and not _range_loop(node):
             problems.append(f"statement {type(node).__name__} at line {node.lineno}")
         if isinstance(node, ast.Import):
             problems += [f"import {a.name}" for a in node.names if a.name not in _IMPORTS]
@@ -525,10 +528,17 @@ def inert_problems(source: str) -> list:
                 root = root.value
             ok = (isinstance(f, ast.Name) and (f.id in own or f.id in _BUILTINS or f.id == "namedtuple")) or (
                 isinstance(f, ast.Attribute) and isinstance(root, ast.Name) and root.id in ("nn", "F", "torch", "self")) or (
-                isinstance(f, ast.Attribute) and isinstance(f.value, ast.Call) and ast.unparse(f) == "super().__init__")
+                isinstance(f, ast.Attribute) and isinstance(f.value, ast.Call) and ast.unparse(f) == "super().__init__") or (
+                isinstance(f, ast.Attribute) and f.attr == "append" and isinstance(f.value, ast.Name) and f.value.id in lists)
             if not ok:
                 problems.append(f"call of {ast.unparse(f)} at line {node.lineno}")
     return problems
+
+
+def _range_loop(node) -> bool:
+    """``for NAME in range(...):`` with no else (a Sequential's list built as torchvision builds it)."""
+    return isinstance(node, ast.For) and isinstance(node.target, ast.Name) and not node.orelse and \
+        isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"
 
 
 def test_the_inertness_check_can_fail():
@@ -538,6 +548,9 @@ def test_the_inertness_check_can_fail():
            "        return __import__('os').system('x')\n")
     assert "name __import__" in inert_problems(bad)
     assert "call of eval at line 1" in inert_problems("x = eval('1')\n")
+    assert inert_problems("from torch import nn\nlayers = []\nfor _ in range(2):\n    layers.append(nn.ReLU())\n") == []
+    assert "statement For at line 1" in inert_problems("for _ in list(range(2)):\n    pass\n")
+    assert "call of os.append at line 2" in inert_problems("os = 1\nos.append('x')\n")  # not a list the file builds
     assert "class M is not a plain nn.Module" in inert_problems("class M(object):\n    pass\n")
 
 

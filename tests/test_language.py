@@ -266,8 +266,10 @@ def test_conditional_group_branch_and_merge(tmp_path):
     assert sorted(add) == ["block1", "block3"]  # block2 (stride 2, 8 -> 16) has no shortcut: the branch alone
     assert "        if t != 1:\n            layers.append(nn.Conv2d(in_channels, in_channels * t, kernel_size=1, " \
            "bias=False))\n" in source
-    assert "        if self.stride == 1 and self.in_channels == self.out:\n            x = out_ + x  # N x 8 x 16 x 16\n" \
-           "        else:\n            x = out_\n" in source
+    # the shortcut's line runs in block1 (8 x 16 x 16) and block3 (another shape): no comment; the
+    # branch alone only in block2, whose shape it shows
+    assert "        if self.stride == 1 and self.in_channels == self.out:\n            x = out_ + x\n" \
+           "        else:\n            x = out_  # N x 16 x 8 x 8\n" in source
     assert "        if self.se:\n            scale = F.adaptive_avg_pool2d(out_, 1)" in source
 
 
@@ -354,7 +356,8 @@ def test_named_repeats_are_torchvisions_dense_block(tmp_path, torchvision):
 
 
 def test_a_repeat_directly_inside_a_repeat(tmp_path):
-    """The fuzzer's SyntaxError: *(*(...) for _ in range(n)) ...; written out, or extended in a loop."""
+    """The fuzzer's SyntaxError: *(*(...) for _ in range(n)) ...; written out where the counts are
+    numbers, else nested loops appending to the list."""
     _, source = built(tmp_path, """\
         archspec: 1
         name: rr
@@ -382,8 +385,9 @@ def test_a_repeat_directly_inside_a_repeat(tmp_path):
           - flatten
           - fc: linear(num_classes)
         """)
-    assert "            *(nn.ReLU() for _ in range(3)),\n            *(nn.ReLU() for _ in range(3)),\n" in source
-    assert "        for _ in range(n):\n            layers.extend(nn.ReLU() for _2 in range(m))\n" in source
+    assert "        self.f = nn.Sequential(\n" + "            nn.ReLU(),\n" * 6 + "        )\n" in source
+    assert ("        for _ in range(n):\n            for _2 in range(m):\n                layers.append(nn.ReLU())\n"
+            "            layers.append(nn.Conv2d(4, 4, kernel_size=3, padding=1))\n") in source
 
 
 def test_a_python_loop_reads_its_index(tmp_path):

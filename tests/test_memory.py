@@ -63,6 +63,12 @@ def _model(c, cls, dtype="float32", eval_only=False):
     return cls(num_classes=c.expanded.num_classes, **kwargs).to(TORCH_DTYPES[dtype])
 
 
+def _loss(c, module):
+    """The training loss: the generated loss() where the spec has aux heads, else plain cross-entropy
+    (a file without aux heads defines no loss(), as torchvision leaves it to the training script)."""
+    return module.loss if c.expanded.aux else torch.nn.functional.cross_entropy
+
+
 def _data(c, batch, dtype="float32"):
     torch.manual_seed(1)
     x = torch.randn(batch, *c.graph.input_shape).to(TORCH_DTYPES[dtype])
@@ -77,7 +83,7 @@ def _check(c, module, cls, batch, dtype="float32", optimizer="sgd", profiled=Fal
     lines: dict = {"eval, dispatch mode": [], "step, dispatch mode": []}
     got = {"eval peak (dispatch mode)": (under_mode.inference_peak, oracle.eval_peak(
         _model(c, cls, dtype, eval_only=True), x, lines["eval, dispatch mode"]))}
-    step = oracle.train_step(_model(c, cls, dtype), x, target, module.loss, optimizer, lines["step, dispatch mode"])
+    step = oracle.train_step(_model(c, cls, dtype), x, target, _loss(c, module), optimizer, lines["step, dispatch mode"])
     got["saved"] = (static.saved_bytes, step["saved"])
     got["step peak (dispatch mode)"] = (under_mode.training_peak, step["peak"])
     if profiled:
@@ -85,7 +91,7 @@ def _check(c, module, cls, batch, dtype="float32", optimizer="sgd", profiled=Fal
         got["eval peak (profiler)"] = (static.inference_peak, oracle.profiled_eval_peak(
             _model(c, cls, dtype, eval_only=True), x, lines["eval, profiler"]))
         got["step peak (profiler)"] = (static.training_peak, oracle.profiled_peak(
-            _model(c, cls, dtype), x, target, module.loss, optimizer, lines["step, profiler"]))
+            _model(c, cls, dtype), x, target, _loss(c, module), optimizer, lines["step, profiler"]))
     assert {k: v[0] for k, v in got.items()} == {k: v[1] for k, v in got.items()}
     for what, measured in lines.items():
         mine = timeline(c, batch, dtype, optimizer if what.startswith("step") else None, "mode" in what)
@@ -165,7 +171,7 @@ def test_stock_specs_exact(tmp_path, spec):
     static = measure(c, 2, optimizer="sgd", dispatch_mode=True)
     lines = {"eval": [], "step": []}
     assert static.inference_peak == oracle.eval_peak(_model(c, cls, eval_only=True), x, lines["eval"])
-    step = oracle.train_step(_model(c, cls), x, target, module.loss, "sgd", lines["step"])
+    step = oracle.train_step(_model(c, cls), x, target, _loss(c, module), "sgd", lines["step"])
     assert (static.saved_bytes, static.training_peak) == (step["saved"], step["peak"])
     _same_timeline(timeline(c, 2, dispatch_mode=True), lines["eval"], "eval")
     _same_timeline(timeline(c, 2, optimizer="sgd", dispatch_mode=True), lines["step"], "step")

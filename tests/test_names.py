@@ -81,7 +81,7 @@ blocks:
     layers:
       - seq:
           - conv2d(_, 1)
-          - repeat: 2
+          - repeat: _
             body: ["conv2d(_, 1)"]
       - scale(_modules)
   target:                   # loss()'s parameter
@@ -114,7 +114,7 @@ def test_hostile_names_are_renamed_and_the_module_verifies(tmp_path):
     for line in ('F_Outputs = namedtuple("F_Outputs", ["logits", "count_", "aux", "out"])',
                  "class F_(nn.Module):", "class torch_(nn.Module):", "class target_(nn.Module):",
                  "        self.b = torch_(2, 0.5)",
-                 "            *(nn.Conv2d(_, _, kernel_size=1) for _2 in range(2)),",
+                 "        for _2 in range(_):", "            layers.append(nn.Conv2d(_, _, kernel_size=1))",
                  "        self._modules_ = _modules", "        self.s_2 = s", "        x = x * self.s_2  # N x 2 x 6 x 6",
                  "        out_2 = F.relu(x)  # N x 2 x 6 x 6", "            return F_Outputs(x, count, _aux, out)",
                  "            + 0.2 * F.cross_entropy(outputs.aux, target)"):
@@ -155,3 +155,32 @@ def test_names_that_must_be_kept_are_refused_where_they_are_written(tmp_path, na
     rc, err = _build(tmp_path, name, SMALL.format(name=name, rest=rest))
     assert rc == 1 and err.startswith(f"{tmp_path / name}.yaml:{where}: error: {message}\n"), err
     assert not (tmp_path / "out").exists()
+
+
+AUX_LOCAL = """archspec: 1
+name: auxlocal
+input: [2, 6, 6]
+num_classes: 3
+layers:
+  - c: conv2d(4, 1)
+  - concat:
+      - aux: conv2d(2, 1)       # a branch named aux: its local wants `aux` too
+      - - relu
+  - flatten
+  - fc: linear(num_classes)
+aux:
+  head: {from: c, loss_weight: 0.5, module: [flatten, "linear(num_classes)"]}
+"""
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_one_aux_heads_output_is_aux_and_a_module_aux_does_not_take_it(tmp_path):
+    """One aux head: its output is the local `aux` (torchvision's Inception3); a concat branch whose
+    module is called aux, read after it, gets the next free name, and the module verifies."""
+    pytest.importorskip("torch")
+    assert _build(tmp_path, "auxlocal", AUX_LOCAL, "--verify") == (0, "")
+    lines = (tmp_path / "out" / "auxlocal.py").read_text().splitlines()
+    for line in ("        aux: Optional[Tensor] = None", "            aux = self.head(x)  # N x 3",
+                 "        aux_2 = self.aux(x)  # N x 2 x 6 x 6", "        x = torch.cat([aux_2, branch2], 1)  # N x 6 x 6 x 6",
+                 "            return AuxlocalOutputs(x, aux)"):
+        assert line in lines, line

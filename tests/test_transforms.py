@@ -138,8 +138,8 @@ def test_factorized_rewrite_record(compiled):
     assert (r.rule, r.kernel, r.weights) == ("stack3x3", 5, (25, 18))
     assert r.site == "blocks.Inception.layers[0].concat[2].branch3[1]"
     assert (Path(r.loc.file).name, r.loc.line, r.loc.col) == ("googlenet_paper.yaml", 36, 17)
-    assert r.before == "ConvReLU(ch5x5, k=5, p=2)"
-    assert r.after == ("BasicConv2d(ch5x5, k=3, p=1)", "BasicConv2d(ch5x5, k=3, p=1)")
+    assert r.before == "ConvReLU(ch5x5, kernel_size=5, padding=2)"
+    assert r.after == ("BasicConv2d(ch5x5, kernel_size=3, padding=1)", "BasicConv2d(ch5x5, kernel_size=3, padding=1)")
     assert r.paths == tuple(f"{name}.branch3.1" for name in INCEPTION)
     assert r.params == (595_952, 883_136) and r.macs == (131_712_000, 188_762_112)
     assert r.params[1] - r.params[0] == fact.params - paper.params
@@ -147,7 +147,7 @@ def test_factorized_rewrite_record(compiled):
     # The generated module is made from the rewritten block definition.
     modules = {m.path: m for m in compiled("specs/googlenet_factorized.yaml").expanded.model.walk()}
     branch3 = modules["inception3b.branch3"]
-    assert [(m.name, m.type, m.args["k"]) for m in branch3.children] == [
+    assert [(m.name, m.type, m.args["kernel_size"]) for m in branch3.children] == [
         ("0", "ConvReLU", 1), ("1", "BasicConv2d", 3), ("2", "BasicConv2d", 3)]
 
 
@@ -157,7 +157,7 @@ def test_check_reports_rewrites_in_text_and_json():
     line = [x for x in text.stdout.splitlines() if x.startswith("Rewrite: ")]
     assert line == [
         "Rewrite: stack3x3 5x5 at blocks.Inception.layers[0].concat[2].branch3[1] (specs/googlenet_paper.yaml:36:17): "
-        "ConvReLU(ch5x5, k=5, p=2) => BasicConv2d(ch5x5, k=3, p=1) -> BasicConv2d(ch5x5, k=3, p=1); "
+        "ConvReLU(ch5x5, kernel_size=5, padding=2) => BasicConv2d(ch5x5, kernel_size=3, padding=1) -> BasicConv2d(ch5x5, kernel_size=3, padding=1); "
         "weights per channel pair 25 -> 18 (-28.0%); in 9 modules: inception3a.branch3.1 ... inception5b.branch3.1: "
         "params 595,952 -> 883,136 (+287,184, +48.2%), MACs (eval) 131,712,000 -> 188,762,112 (+57,050,112, +43.3%)"]
     js = run_cli("check", "specs/googlenet_factorized.yaml", "--format", "json")

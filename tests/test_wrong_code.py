@@ -79,6 +79,7 @@ CASES = [
       - - c2: conv2d(2, 1)
 """ + TAIL + """aux:
   out: {from: c, loss_weight: 0.3, module: [flatten, "linear(num_classes)"]}
+  other: {from: c, loss_weight: 0.1, module: [flatten, "linear(num_classes)"]}   # two heads: locals named after them
 """, [], "aux head out in training: generated shape [2, 2, 6, 6], interpreter [2, 3]",
      "issue 10 class 2 (names): the aux head's local `out` is overwritten by the add's `out`, so the model "
      "returns a feature map as the aux output: build --verify exits 1, 'aux head out in training: generated "
@@ -86,10 +87,11 @@ CASES = [
     ("aux_named_branch1", """layers:
   - c: conv2d(2, 1)
   - concat:
-      - - maxpool2d(3, stride=1, padding=1)
+      - - relu
       - - avgpool2d(3, stride=1, padding=1)
 """ + TAIL + """aux:
   branch1: {from: c, loss_weight: 0.3, module: [flatten, "linear(num_classes)"]}
+  other: {from: c, loss_weight: 0.1, module: [flatten, "linear(num_classes)"]}   # two heads: locals named after them
 """, [], "aux head branch1 in training: generated shape [2, 2, 6, 6], interpreter [2, 3]",
      "issue 10 class 2 (names): the aux head's local `branch1` is overwritten by the concat's first branch: "
      "build --verify exits 1, 'aux head branch1 in training: generated shape [2, 2, 6, 6], interpreter [2, 3]'"),
@@ -154,13 +156,13 @@ layers:
     layers:
       - seq:
           - conv2d(_, 1)
-          - repeat: 2
+          - repeat: _
             body: ["conv2d(_, 1)"]
 layers:
   - b: B(3)
 """ + TAIL, [], "the generated module fails in forward (eval): RuntimeError: Given groups=1, expected weight to be "
                 "at least 1 at dimension 0, but got weight of size [0, 0, 1, 1] instead",
-     "issue 10 class 2 (names): `*(nn.Conv2d(_, _, kernel_size=1) for _ in range(2))` rebinds the argument `_` "
+     "issue 10 class 2 (names): `for _ in range(_): layers.append(nn.Conv2d(_, _, kernel_size=1))` rebinds the argument `_` "
      "to the loop counter: build --verify exits 1, 'the generated module fails in forward (eval): RuntimeError: "
      "Given groups=1, expected weight to be at least 1 at dimension 0, but got weight of size [0, 0, 1, 1] instead'"),
     ("deploy_attribute_starting_with_two_underscores", """blocks:
