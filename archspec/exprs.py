@@ -1,4 +1,4 @@
-"""Call strings such as ``BasicConv2d(64, k=3, s=2)`` and the small expression language inside them.
+"""Call strings such as ``BasicConv2d(64, kernel_size=3, stride=2)`` and the small expression language inside them.
 
 Parsed with Python's own ``ast`` (never evaluated by Python): numbers, booleans, names of arguments,
 tuples/lists, + - * / // %, comparisons, ``and``/``or``/``not``, ``a if c else b`` and calls of

@@ -43,7 +43,7 @@ def _ref(name: str) -> dict:
 def _calls_doc() -> str:
     ops = ", ".join(f"{name}({', '.join(a.name for a in OPS[name].attrs)})" if OPS[name].attrs else name
                     for name in USER_OPS)
-    return f"An op or block call, e.g. relu, conv2d(64, 3, stride=2), BasicConv2d(out, k=1). Ops: {ops}."
+    return f"An op or block call, e.g. relu, conv2d(64, 3, stride=2), BasicConv2d(out, kernel_size=1). Ops: {ops}."
 
 
 def _defs() -> dict:
@@ -59,7 +59,7 @@ def _layer_defs() -> dict:
             "pattern": r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*(\(.*\))?\s*$",
             "description": _calls_doc(),
             "examples": ["relu", "conv2d(64, 3, padding=1)", "maxpool2d(3, stride=2, ceil_mode=true)",
-                         "BasicConv2d(64, k=1)"],
+                         "BasicConv2d(64, kernel_size=1)"],
         },
         "Expr": {
             "description": _EXPR_DOC,

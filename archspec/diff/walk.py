@@ -134,7 +134,7 @@ class _Side:
 
     # --- words ---
     def text(self, u: Unit) -> str:
-        """Exact description, channels included: ``BasicConv2d(32, k=5, p=2)``."""
+        """Exact description, channels included: ``BasicConv2d(32, kernel_size=5, padding=2)``."""
         return self.describe(u, exact=True)
 
     def abstract(self, u: Unit) -> str:
