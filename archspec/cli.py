@@ -1,4 +1,4 @@
-"""Command line: ``archspec check | build | diff | draw | schema``.
+"""Command line: ``archspec check | build | diff | draw | schema | import``.
 
 Exit status (errors.EXIT_*, the table in README.md and docs/cli.md): 0 success, 1 a spec error (for diff:
 the networks differ), 2 a usage error (for diff: also a spec error), 3 an internal error, 130 interrupted.
@@ -167,7 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
                             help="collapse blocks nested deeper than N (0: every op; auto: the shallowest depth that "
                                  "shows the most detail within 150 boxes and 70 rows)")
             sp.add_argument("--fuse", action="store_true", help="draw conv -> bn -> relu as one box")
+    _import_parser(sub)
     return p
+
+
+def _import_parser(sub) -> None:
+    sp = sub.add_parser("import", help="write the spec of an existing PyTorch model (runs its Python; needs torch)")
+    sp.add_argument("target", metavar="TARGET", help="package.module:callable (torchvision.models:googlenet) or "
+                                                      "path/to/file.py:Name")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the spec to FILE (default: standard output)")
+    sp.add_argument("--input", type=_input_shape, metavar="CxHxW", help="the input size (default 3x224x224)")
+    sp.add_argument("--name", metavar="N", help="the spec's name (default: from TARGET)")
+    sp.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="a keyword argument for TARGET, read as a Python literal (aux_logits=True); repeatable")
+    sp.add_argument("--partial", action="store_true",
+                    help="write what can be imported, each unsupported part an identity marked UNSUPPORTED (exit 1)")
+    sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def resolve_specs(args: list) -> list:
@@ -417,6 +432,39 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
+def cmd_import(args) -> int:
+    """``archspec import TARGET``: 0 written, 1 something could not be imported (``--partial``:
+    written, with the unsupported parts marked), 2 usage (no torch, a bad TARGET or --arg)."""
+    from .exprs import is_identifier
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UsageError("archspec import builds and traces the model, which needs torch; it is not installed "
+                         "(pip install 'archspec[torch]')") from None
+    if args.name is not None and not (is_identifier(args.name) and not args.name.startswith("_")):
+        raise UsageError(f"--name must be a Python identifier (letters, digits, _), got '{args.name}'")
+    if args.output:
+        _check_output(args.output)
+    from .importer import import_target, problem_error
+    from .importer.target import parse_arg
+
+    kwargs = dict(parse_arg(a) for a in args.arg)
+    result = import_target(args.target, kwargs, args.input, args.name, args.partial)
+    for p in result.problems:
+        _report_error(problem_error(p), args)
+    if args.output:
+        _write_all([(args.output, result.text)])
+        print(f"{printable(args.output)}: written ({result.name}"
+              f"{', incomplete: ' + str(len(result.problems)) + ' part(s) marked UNSUPPORTED' if result.problems else ''})",
+              file=sys.stderr)
+    else:
+        sys.stdout.write(result.text)
+    for note in result.notes:
+        print(f"archspec: note: {note}", file=sys.stderr)
+    return EXIT_SPEC if result.problems else EXIT_OK
+
+
 def _report_error(exc: ArchspecError, args) -> None:
     if getattr(args, "format", "text") == "json":
         for e in flatten(exc):
@@ -425,7 +473,8 @@ def _report_error(exc: ArchspecError, args) -> None:
         print(exc.format(), file=sys.stderr)
 
 
-COMMANDS = {"check": cmd_check, "build": cmd_build, "diff": cmd_diff, "draw": cmd_draw, "schema": cmd_schema}
+COMMANDS = {"check": cmd_check, "build": cmd_build, "diff": cmd_diff, "draw": cmd_draw, "schema": cmd_schema,
+            "import": cmd_import}
 
 
 def main(argv=None) -> int:

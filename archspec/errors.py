@@ -144,6 +144,13 @@ class InterpretError(ArchspecError):
     stage = "interpret"
 
 
+class ImportModelError(ArchspecError):
+    """``archspec import``: a model, or a part of it, that cannot be written as a spec; located in
+    the model's Python source where that is known."""
+
+    stage = "import"
+
+
 class ErrorList(ArchspecError):
     """Several errors found at once; ``errors`` keeps them in source order."""
 

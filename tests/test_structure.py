@@ -54,8 +54,9 @@ ALLOWED = {
     "build": {"deploy", "emit", "errors", "files", "generate", "pipeline"},
     "verify": {"analyse", "emit", "errors", "interpret", "ops"},
     "measure": set(),
-    "cli": {"build", "draw", "errors", "exprs", "files", "memory", "pipeline", "report", "resources", "roofline", "schema",
-            "verify", "version"},
+    "importer": {"analyse", "errors", "exprs", "load", "ops", "pipeline", "resources", "validate", "version"},
+    "cli": {"build", "draw", "errors", "exprs", "files", "importer", "memory", "pipeline", "report", "resources",
+            "roofline", "schema", "verify", "version"},
     "__init__": {"deploy", "errors", "generate", "load", "pipeline", "resources", "validate", "version"},
     "__main__": {"cli"},
 }
@@ -84,7 +85,7 @@ def _runtime_imports(tree: ast.Module):
 
 def _targets(module: str, node: ast.ImportFrom) -> list:
     """(archspec module imported, names imported) pairs; '' for the package __init__ itself."""
-    is_package = module in ("__init__", "diff", "transforms")
+    is_package = module in ("__init__", "diff", "transforms", "importer")
     base = [] if module == "__init__" else module.split(".")
     base = base if is_package else base[:-1]
     base = base[:len(base) - (node.level - 1)]
