@@ -35,7 +35,7 @@ def problem_error(p) -> ImportModelError:
 
 
 def import_target(target: str, kwargs: dict | None = None, input_shape=None, name: str | None = None,
-                  partial: bool = False) -> Result:
+                  partial: bool = False, stock: bool = True) -> Result:
     """Build TARGET's model (``target.resolve``) and import it."""
     from .target import build, resolve
 
@@ -46,13 +46,13 @@ def import_target(target: str, kwargs: dict | None = None, input_shape=None, nam
     if not default_name.isidentifier() or default_name[0].isupper() or default_name.startswith("create"):
         default_name = str(kwargs.get("model_name", "")) if kwargs and "model_name" in kwargs else type(model).__name__.lower()
     return import_model(model, name=name or default_name, input_shape=input_shape, records=records,
-                        partial=partial, source=f"archspec import {target}{args}")
+                        partial=partial, source=f"archspec import {target}{args}", stock=stock)
 
 
 def import_model(model, name: str, input_shape=None, records: dict | None = None, partial: bool = False,
-                 source: str = "archspec import") -> Result:
+                 source: str = "archspec import", stock: bool = True) -> Result:
     """An nn.Module -> its spec. Raises ImportModelError (an ErrorList of them) naming every part
-    that cannot be imported, unless ``partial``."""
+    that cannot be imported, unless ``partial``; ``stock``: reuse the stock libraries' blocks."""
     from .document import document
     from .stock import Stock
     from .trace import trace_model
@@ -63,7 +63,7 @@ def import_model(model, name: str, input_shape=None, records: dict | None = None
     traced = trace_model(model, records, partial, shape)
     if traced.problems and not partial:
         raise_all([problem_error(p) for p in traced.problems])
-    doc = document(traced, name, f"{traced.root.cls}, imported by archspec import.", shape, Stock())
+    doc = document(traced, name, f"{traced.root.cls}, imported by archspec import.", shape, Stock() if stock else None)
     header = [f"Imported by `{source}` (archspec {__version__}).",
               "Module paths are the model's own: its state_dict loads into the generated module unchanged."]
     if traced.aux:

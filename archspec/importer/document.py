@@ -3,7 +3,10 @@ the outputs' layout and the totals ``check`` verifies."""
 from __future__ import annotations
 
 from ..ops import OPS
-from .blocks import REQUIRED, Group, TCall, TFn, TMarked, build_groups, fill, lit, name_groups, render_items, render_value, tail_slot
+from ..ops import REQUIRED
+from .blocks import Group, build_groups, name_groups
+from .render import fill, render_items, render_value
+from .template import TCall, TFn, TMarked, lit, tail_slot
 from .write import Commented
 
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's (Szegedy et al. 2015); a model does not say how it was trained

@@ -21,7 +21,8 @@ from ..errors import ArchspecError, Loc
 from ..ops import OPS, REQUIRED
 from ..resources import stock_dir
 from ..validate import parse_args
-from .blocks import Arg, Slot, TCall, TFn, TMerge, TNamed, TSeq, same, canon, fits
+from .blocks import Arg, canon, fits, same
+from .template import Slot, TCall, TFn, TMerge, TNamed, TSeq
 
 STOCK_PREFIX = "stock:"
 

@@ -13,6 +13,7 @@ arguments each nn.Module's constructor was called with are recorded (a profile h
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -170,5 +171,10 @@ def _arguments(frame, module) -> tuple:
     except (TypeError, ValueError):
         defaults = {}
     keep = (bool, int, float, str, tuple, list, type(None))
-    return ({k: v for k, v in values.items() if isinstance(v, keep)},
-            {k: v for k, v in defaults.items() if isinstance(v, keep)})
+    found = {k: v for k, v in values.items() if isinstance(v, keep)}
+    for v in values.values():  # a configuration object (torchvision's MBConvConfig): its fields too
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            for k, x in vars(v).items():
+                if isinstance(x, keep) and k not in found and not k.startswith("_"):
+                    found[k] = x
+    return found, {k: v for k, v in defaults.items() if isinstance(v, keep)}

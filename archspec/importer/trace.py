@@ -20,7 +20,7 @@ from ..ops import OPS
 from ..validate import RESERVED
 from . import catalog
 from .catalog import Refused, Step
-from .ir import (AuxHead, Fn, GNode, Merge, Mod, NotExpressible, Param, Problem, Traced, Use, decompose)
+from .ir import AuxHead, Fn, GNode, Mod, NotExpressible, Param, Problem, Traced, Use, decompose
 
 
 _META = object()  # a size read from a tensor (x.size(0)), not a tensor
@@ -108,6 +108,10 @@ def _join(path: str, name: str) -> str:
 
 
 def _qualname(cls) -> str:
+    """torchvision.models.googlenet.Inception; a class of a file imported by path: file.py:Name."""
+    module = sys.modules.get(cls.__module__)
+    if cls.__module__.startswith("_") and getattr(module, "__file__", None):
+        return f"{os.path.basename(module.__file__)}:{cls.__qualname__}"
     return f"{cls.__module__}.{cls.__qualname__}"
 
 

@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from .blocks import Marked
+from .render import Marked
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_ (),.=*/+'\-]*(:[A-Za-z0-9_./\-]+)*\Z")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "none", "y", "n", "~"}
