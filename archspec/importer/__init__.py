@@ -4,7 +4,7 @@ the same state_dict (needs torch; ``check`` and ``build`` never import this pack
 The package is laid out in the order of the work: ``target`` (TARGET -> the model, its
 constructors' arguments recorded), ``catalog`` (PyTorch's spellings of the catalog ops, read
 back), ``trace`` (every module's forward traced with torch.fx -> ``ir``: one ``Mod`` per module
-instance, its body as spec items), ``measure`` (the totals, by torch), ``blocks`` (the structure
+instance, its body as spec items), ``totals`` (the totals, measured by torch), ``blocks`` (the structure
 a person would write: blocks with arguments, Sequentials, repeats), ``stock`` (stock library
 blocks reused), ``document`` and ``write`` (the spec as data, then YAML). This module composes
 them and checks the result with the compiler: the spec must give the model's state_dict keys and
@@ -30,7 +30,9 @@ class Result:
 
 
 def problem_error(p) -> ImportModelError:
-    where = f"{p.path}: " if p.path else "the model: "
+    """``layer1.0 (Bottleneck): ...``, located in the model's source where that is known."""
+    owner = f" ({p.owner})" if p.owner and p.path else ""
+    where = f"{p.path}{owner}: " if p.path else f"{p.owner or 'the model'}: "
     return ImportModelError(where + p.reason, p.where)
 
 
@@ -63,7 +65,7 @@ def import_model(model, name: str, input_shape=None, records: dict | None = None
     traced = trace_model(model, records, partial, shape)
     if traced.problems and not partial:
         raise_all([problem_error(p) for p in traced.problems])
-    doc = document(traced, name, f"{traced.root.cls}, imported by archspec import.", shape, Stock() if stock else None)
+    doc = document(traced, name, f"{traced.root.cls}, imported by archspec import.", shape, Stock() if stock and Stock.supported() else None)
     header = [f"Imported by `{source}` (archspec {__version__}).",
               "Module paths are the model's own: its state_dict loads into the generated module unchanged."]
     if traced.aux:
@@ -96,8 +98,10 @@ def _check(text: str, name: str, traced, notes: list):
         try:
             compiled = compile_spec(path)
         except ArchspecError as exc:
-            raise ImportModelError(f"the imported spec does not reproduce the model (an archspec import bug; please "
-                                   f"report it): {exc.message}") from None
+            size = "x".join(map(str, traced.input_shape))
+            raise ImportModelError(f"the imported spec does not reproduce the model at the input {size}: "
+                                   f"{exc.message} (is --input the size the model is built for? If it is, this is "
+                                   "an archspec import bug: please report it)") from None
     want = [(k, tuple(s)) for k, s in traced.state]
     got = [(k, tuple(s)) for k, s in state_dict_shapes(compiled.graph)]
     if sorted(got) != sorted(want):

@@ -83,6 +83,7 @@ class Arguments:
         self.vecs: dict = {}  # arg name -> its values, one per instance
         self.types: dict = {}  # arg name -> the slot types it fills
         self.defaults: dict = {}  # arg name -> the defaults of the slots it fills
+        self.shorts: dict = {}  # arg name -> the kinds of slot it fills (out, stride, ...)
         self.taken: set = set()
         shorts = [s.short for s in members[0][1]]
         self.unique = {s for s in shorts if shorts.count(s) == 1}  # a short name says where only if unique
@@ -94,16 +95,29 @@ class Arguments:
         slot = next(s for s in col if s.value is not HOLE)
         if j == self.classes:  # num_classes, even where every instance has the same: it is the model's
             return self.add(Arg("num_classes", "int"), vec, slot)
+        if len(present) < len(vec):  # inside an optional item: a width or stride of the block, not a constant
+            text = self.reuse(vec, slot, alike=True)
+            if text:
+                return text
         if all(same(v, present[0]) for v in present):
             return lit(present[0])
-        for a in self.args:  # the same numbers as an argument already taken (where both are built)
+        text = self.reuse(vec, slot) or self.derived(vec)
+        return text or self.fresh(vec, present, slot)
+
+    def reuse(self, vec, slot: Slot, alike: bool = False) -> str | None:
+        """An argument already taken that has the same numbers (where both are built); ``alike``:
+        one that fills slots of the same kind (out_channels, stride) only."""
+        for a in self.args:
+            if alike and slot.short not in self.shorts[a.name]:
+                continue
             if all(x is HOLE or y is HOLE or same(x, y) for x, y in zip(self.vecs[a.name], vec)):
-                self.types[a.name].add(col[0].type)
-                self.defaults[a.name].append(col[0].default)
+                self.shorts[a.name].add(slot.short)
+                self.types[a.name].add(slot.type)
+                self.defaults[a.name].append(slot.default)
                 return a.name
-        derived = self.derived(vec)
-        if derived:
-            return derived
+        return None
+
+    def fresh(self, vec, present: list, slot: Slot) -> str:
         common = max(present, key=lambda v: sum(1 for p in present if same(p, v)))
         filled = tuple(common if v is HOLE else v for v in vec)  # an item not built takes any value
         arg = self.new(slot, filled)
@@ -127,21 +141,22 @@ class Arguments:
         self.vecs[arg.name] = vec
         self.types[arg.name] = {slot.type}
         self.defaults[arg.name] = [slot.default]
+        self.shorts[arg.name] = {slot.short}
         return arg.name
 
     def derived(self, vec) -> str | None:
-        """``planes * 4`` (ResNet's expansion), ``width // 2``: another argument times a constant."""
-        if not all(v is HOLE or (isinstance(v, int) and not isinstance(v, bool) and v > 0) for v in vec):
+        """``planes * 4`` (ResNet's expansion), ``kernel // 2`` (a 'same' padding): another argument
+        and a constant."""
+        if not all(v is HOLE or _positive(v) for v in vec):
             return None
         for a in self.args:
             pairs = [(v, b) for v, b in zip(vec, self.vecs[a.name]) if v is not HOLE]
-            if not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for _, b in pairs):
-                continue
-            for k in range(2, 65):
-                if all(v == b * k for v, b in pairs):
-                    return f"{a.name} * {k}"
-                if all(v * k == b for v, b in pairs):
-                    return f"{a.name} // {k}"
+            if all(_positive(b) for _, b in pairs):
+                for k in range(2, 65):
+                    if all(v == b * k for v, b in pairs):
+                        return f"{a.name} * {k}"
+                    if all(v == b // k for v, b in pairs) and (k <= 8 or all(v * k == b for v, b in pairs)):
+                        return f"{a.name} // {k}"
         return None
 
     def new(self, slot: Slot, vec) -> Arg:
@@ -176,6 +191,10 @@ class Arguments:
         ctor = list(self.members[0][0].ctor)
         ordered = sorted(self.args, key=lambda a: ctor.index(a.name) if a.name in ctor else len(ctor))  # as the class
         return [a for a in ordered if a.default is REQUIRED] + [a for a in ordered if a.default is not REQUIRED]
+
+
+def _positive(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
 def fits(value, type_: str) -> bool:

@@ -29,6 +29,7 @@ class Problem:
     path: str
     reason: str
     where: Loc | None = None
+    owner: str = ""  # the class of the module at path
 
 
 @dataclass(eq=False)
@@ -100,6 +101,7 @@ class Traced:
     totals: dict  # params, params_eval, buffers, macs, output
     num_classes: int
     problems: list
+    input_shape: tuple = (3, 224, 224)
 
 
 # --- a module's graph and its decomposition into items --------------------------------------

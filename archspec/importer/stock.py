@@ -65,6 +65,13 @@ class Stock:
             self.blocks[name] = StockBlock(name, lib, [
                 Arg(a.name, a.type, REQUIRED if a.required else a.default) for a in args], block["layers"])
 
+    @staticmethod
+    def supported() -> bool:
+        """Whether specs may say ``use: [stock:lib/...]`` (the spec language of issue 11, item 4)."""
+        from .. import resources
+
+        return hasattr(resources, "stock_ref")
+
     def names(self) -> set:
         return set(self.blocks)
 

@@ -145,7 +145,8 @@ def build(fn, kwargs: dict, target: str):
             records[this] = _arguments(frame, this)
 
     old = sys.getprofile()
-    sys.setprofile(profile)
+    if old is None:  # another profiler keeps its hook: the arguments are then not recorded
+        sys.setprofile(profile)
     try:
         model = fn(**kwargs)
     except TypeError as exc:
@@ -153,7 +154,8 @@ def build(fn, kwargs: dict, target: str):
     except Exception as exc:
         raise _failed(exc, f"building {target}") from None
     finally:
-        sys.setprofile(old)
+        if old is None:
+            sys.setprofile(None)
     if not isinstance(model, nn.Module):
         raise UsageError(f"{target} returned a {type(model).__name__}, not an nn.Module")
     return model, {id(m): r for m, r in records.items()}

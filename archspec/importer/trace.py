@@ -41,12 +41,12 @@ def trace_model(model, records: dict | None = None, partial: bool = False, input
     finally:
         for m, mode in modes.items():
             m.training = mode
-    from .measure import measure
+    from .totals import measure
 
     totals = measure(model, input_shape, [getattr(model, a.name) for a in aux]) if root.kind != "unsupported" else {}
     out = totals.get("output", ())
     return Traced(root, aux, outputs, [(k, tuple(v.shape)) for k, v in model.state_dict().items()], totals,
-                  out[0] if len(out) == 1 else 1000, t.problems)
+                  out[0] if len(out) == 1 else 1000, t.problems, tuple(input_shape))
 
 
 def _torch_dirs() -> tuple:
@@ -90,6 +90,21 @@ def node_where(node) -> Loc | None:
         file = os.path.abspath(file)
         if not file.startswith(skip):
             return _loc(file, int(line))
+    return None
+
+
+def _attr_where(model, path: str) -> Loc | None:
+    """Where the parent's __init__ assigns the module at ``path`` (``self.spare = ...``), if found."""
+    parent, _, name = path.rpartition(".")
+    try:
+        init = type(model.get_submodule(parent)).__init__
+        lines, first = inspect.getsourcelines(init)
+        file = inspect.getsourcefile(init)
+    except (AttributeError, TypeError, OSError):
+        return None
+    for i, line in enumerate(lines):
+        if re.search(rf"\bself\.{re.escape(name)}\s*=", line) and name:
+            return _loc(os.path.abspath(file), first + i)
     return None
 
 
@@ -138,7 +153,7 @@ class _Tracer:
     """torch.fx's Tracer with every submodule of the traced module a leaf."""
 
     @staticmethod
-    def trace(m, training: bool):
+    def trace(m, training: bool, locate: bool):
         import torch.fx as fx
 
         class Tracer(fx.Tracer):
@@ -146,7 +161,7 @@ class _Tracer:
                 return mod is not m
 
         tracer = Tracer(autowrap_functions=_wrapped())
-        tracer.record_stack_traces = True
+        tracer.record_stack_traces = locate  # where each call is in the source: a third of the time, for errors
         m.train(training)
         return tracer.trace(m, concrete_args=_concrete_args(m))
 
@@ -182,7 +197,11 @@ class _Importer:
     # -- problems --
 
     def refuse(self, path: str, reason: str, where: Loc | None = None) -> Problem:
-        p = Problem(path, reason, where)
+        try:
+            owner = type(self.model.get_submodule(path)).__name__
+        except AttributeError:  # a module the import made (a functional dropout's)
+            owner = ""
+        p = Problem(path, reason, where or _attr_where(self.model, path), owner)
         self.problems.append(p)
         return p
 
@@ -232,28 +251,41 @@ class _Importer:
         body = [Use(n, self.convert(c, _join(path, n))) for n, c in m.named_children()]
         return Mod(path, _qualname(cls), cls.__name__, "block", body=body)
 
-    def trace(self, m, path: str):
+    def trace(self, m, path: str, locate: bool = False):
         """(training graph, eval graph) of one module; raises _Failed."""
         graphs = []
         for training in (True, False):
             try:
-                graphs.append(_Tracer.trace(m, training))
+                graphs.append(_Tracer.trace(m, training, locate))
             except Exception as exc:  # the user's forward, run symbolically: anything can fail
                 raise _Failed(self.refuse(path, _trace_reason(exc), user_frame(exc.__traceback__))) from None
         return graphs
 
     def block(self, m, path: str) -> list:
-        train, evaluated = self.trace(m, path)
+        """The body of a module; traced again with source locations when something is refused."""
+        try:
+            return self._block(m, path, False)
+        except _Locate:
+            return self._block(m, path, True)
+
+    def _block(self, m, path: str, locate: bool) -> list:
+        train, evaluated = self.trace(m, path, locate)
         if _signature(train) != _signature(evaluated):
             raise _Failed(self.refuse(path, "its forward computes different things in training and in eval"))
         out = [n for n in train.nodes if n.op == "output"][0].args[0]
-        return _Graph(self, m, path, train).items(out)
+        return _Graph(self, m, path, train, locate=locate).items(out)
 
     # -- the root: the main network, its aux heads, its training outputs --
 
     def root(self):
+        try:
+            return self._root(False)
+        except _Locate:
+            return self._root(True)
+
+    def _root(self, locate: bool):
         m = self.model
-        train, evaluated = self.trace(m, "")
+        train, evaluated = self.trace(m, "", locate)
         split = _split_outputs(train, evaluated)
         if split is None:
             raise _Failed(self.refuse("", "its forward in eval does not return one tensor, or returns in training "
@@ -263,7 +295,7 @@ class _Importer:
         if _signature(train, skip) != _signature(evaluated):
             raise _Failed(self.refuse("", "its forward computes different things in training and in eval (beyond "
                                           "auxiliary heads whose outputs it returns in training)"))
-        graph = _Graph(self, m, "", train, skip, elsewhere={h.target for h in heads if h.op == "call_module"})
+        graph = _Graph(self, m, "", train, skip, {h.target for h in heads if h.op == "call_module"}, locate)
         try:
             body = graph.items(main)
         except NotExpressible as exc:
@@ -292,6 +324,10 @@ class _Importer:
         return AuxHead(h.target, mod, src.target, before[-1])
 
 
+class _Locate(Exception):
+    """Something is refused: trace the module again, recording where each call is."""
+
+
 class _Failed(Exception):
     def __init__(self, problem: Problem):
         super().__init__(problem.reason)
@@ -301,7 +337,7 @@ class _Failed(Exception):
 class _Graph(catalog.Context):
     """One module's fx graph -> GNodes (children converted on the way) -> its body."""
 
-    def __init__(self, imp: _Importer, m, path: str, graph, skip=(), elsewhere=()):
+    def __init__(self, imp: _Importer, m, path: str, graph, skip=(), elsewhere=(), locate: bool = False):
         self.imp, self.m, self.path, self.graph = imp, m, path, graph
         self.skip = set(skip)
         self.values: dict = {}  # fx node -> GNode, a size marker or ("param", name)
@@ -311,6 +347,7 @@ class _Graph(catalog.Context):
         self.taken = {n for n, _ in m.named_children()} | {n for n, _ in m.named_parameters(recurse=False)}
         self.params_used: set = set()
         self.failed: Problem | None = None
+        self.locate = locate  # the graph records where each call is (else a refusal retraces)
 
     def items(self, out) -> list:
         for n in self.graph.nodes:
@@ -319,15 +356,23 @@ class _Graph(catalog.Context):
                     self.node(n)
                 except Refused as exc:
                     self.refused(n, str(exc))
-        self.check_unused()
         if not isinstance(self.values.get(out), GNode):
             raise _Failed(self.imp.refuse(self.path, "its forward does not return one tensor"))
+        try:
+            items = decompose(self.nodes, self.values[out])
+        except NotExpressible:
+            if not self.locate:
+                raise _Locate() from None
+            raise
+        self.check_unused()
         if self.failed is not None and not self.imp.partial:
             raise _Failed(self.failed)
-        return decompose(self.nodes, self.values[out])
+        return items
 
     def refused(self, n, reason: str) -> None:
         """Record a problem; the value passes through an item marked unsupported (--partial)."""
+        if not self.locate:
+            raise _Locate()
         problem = self.imp.refuse(self.path, reason, node_where(n))
         self.failed = self.failed or problem
         inputs = [a for a in n.all_input_nodes if isinstance(self.values.get(a), GNode)]

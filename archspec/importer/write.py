@@ -4,6 +4,7 @@ something to say: the unsupported parts (``--partial``), the defaults a user sho
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import yaml
@@ -28,7 +29,7 @@ def scalar(value) -> str:
         return f"{scalar(value.value)}  # {value.comment}"
     if isinstance(value, Marked):
         p = value.problem
-        where = f" ({p.where.file}:{p.where.line})" if p.where is not None and p.where.line else ""
+        where = f" ({_shown(p.where.file)}:{p.where.line})" if p.where is not None and p.where.line else ""
         return f"identity  # UNSUPPORTED{where}: {_one_line(p.reason)}"
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -40,6 +41,12 @@ def scalar(value) -> str:
     if _PLAIN.match(text) and text.lower() not in _YAML_WORDS and yaml.safe_load(text) == text:
         return text
     return json.dumps(text)
+
+
+def _shown(file: str) -> str:
+    """A file under the working directory by its relative path, others as they are."""
+    rel = os.path.relpath(file)
+    return file if rel.startswith("..") else rel
 
 
 def _one_line(text: str) -> str:
