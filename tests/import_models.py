@@ -166,3 +166,19 @@ class Partly(nn.Module):
 def units(width: int = 8, num_classes: int = 10) -> Units:
     """A builder function, as torchvision's are: `import_models.py:units --arg width=4`."""
     return Units(num_classes, width)
+
+
+class Stacked(nn.Module):
+    """Blocks in an nn.ModuleList, called in a loop: the spec's nn.Sequential (same keys)."""
+
+    def __init__(self, depth: int = 3):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.ModuleList(Unit(8, 8) for _ in range(depth))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(x.mean((2, 3)))

@@ -91,7 +91,7 @@ def test_one_block_per_class_with_the_constructors_argument_names(tmp_path):
     r = import_target(f"{MODELS}:units", {"width": 4}, (3, 16, 16))
     spec = yaml.safe_load(r.text)
     assert spec["blocks"] == {"Unit": {
-        "doc": "import_models.py:Unit (5 instances in the model).",
+        "doc": "import_models.Unit (5 instances in the model).",
         "args": {"out": "int", "stride": "size = 1", "proj": "bool = false"},  # the module present or not: if:
         "layers": [{"add": [[{"conv": "conv2d(out, 3, stride=stride, padding=1, bias=false)"},
                              {"bn": "batchnorm2d(eps=0.001)"}],
@@ -109,6 +109,19 @@ def test_one_block_per_class_with_the_constructors_argument_names(tmp_path):
     mine = load_into(_module_of(r.compiled, tmp_path), model.state_dict())
     ya, yb = _outputs(model, mine, 16)
     assert torch.equal(ya, yb)
+
+
+def test_a_module_list_called_in_a_loop_is_a_sequential(tmp_path):
+    import import_models
+
+    torch.manual_seed(0)
+    model = import_models.Stacked()
+    randomise_batchnorm(model)
+    r = import_model(model, "stacked", (3, 16, 16))
+    assert yaml.safe_load(r.text)["layers"][1] == {"blocks": [{"repeat": 3, "body": ["Unit"]}]}
+    mine = load_into(_module_of(r.compiled, tmp_path), model.state_dict())  # blocks.0.conv.weight, ...
+    ya, yb = _outputs(model, mine, 16)
+    assert (ya - yb).abs().max() <= 1e-6 * ya.abs().max()
 
 
 def test_aux_heads_and_the_training_outputs(tmp_path):
@@ -173,7 +186,7 @@ def test_the_command_writes_a_spec_that_checks(cli, tmp_path):
     assert proc.stdout == "" and proc.stderr == f"{out}: written (small_units)\n"
     text = out.read_text()
     assert text.startswith("# Imported by `archspec import ")
-    assert "--arg width=4 --arg num_classes=7` (archspec " in text.splitlines()[0]
+    assert "--arg width=4 --arg num_classes=7 --input 3x16x16` (archspec " in text.splitlines()[0]
     check = cli("check", out)
     assert check.returncode == 0, check.stderr
     assert "Params (training, all parts): 1,559" in check.stdout and "[1, 7]" in check.stdout

@@ -44,6 +44,7 @@ def import_target(target: str, kwargs: dict | None = None, input_shape=None, nam
     fn = resolve(target)
     model, records = build(fn, dict(kwargs or {}), target)
     args = "".join(f" --arg {k}={v!r}" for k, v in (kwargs or {}).items())
+    args += f" --input {'x'.join(map(str, input_shape))}" if input_shape else ""
     default_name = target.rpartition(":")[2].rpartition(".")[2]
     if not default_name.isidentifier() or default_name[0].isupper() or default_name.startswith("create"):
         default_name = str(kwargs.get("model_name", "")) if kwargs and "model_name" in kwargs else type(model).__name__.lower()

@@ -123,10 +123,10 @@ def _join(path: str, name: str) -> str:
 
 
 def _qualname(cls) -> str:
-    """torchvision.models.googlenet.Inception; a class of a file imported by path: file.py:Name."""
+    """torchvision.models.googlenet.Inception; a class of a file imported by path: file.Name."""
     module = sys.modules.get(cls.__module__)
     if cls.__module__.startswith("_") and getattr(module, "__file__", None):
-        return f"{os.path.basename(module.__file__)}:{cls.__qualname__}"
+        return f"{os.path.splitext(os.path.basename(module.__file__))[0]}.{cls.__qualname__}"
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
@@ -210,11 +210,12 @@ class _Importer:
 
     # -- modules --
 
-    def convert(self, m, path: str) -> Mod:
-        """The Mod of one module instance (each converted once)."""
+    def convert(self, m, path: str, sequential: bool = False) -> Mod:
+        """The Mod of one module instance (each converted once); ``sequential``: an nn.ModuleList
+        its parent calls in a chain, read as an nn.Sequential."""
         if id(m) in self.done:
             return self.done[id(m)]
-        mod = self._convert(m, path)
+        mod = self.sequential(m, path) if sequential else self._convert(m, path)
         args, defaults = self.records.get(id(m), ({}, {}))
         mod.ctor, mod.defaults = dict(args), dict(defaults)
         self.done[id(m)] = mod
@@ -346,6 +347,7 @@ class _Graph(catalog.Context):
         self.elsewhere = set(elsewhere)  # children called outside this graph (the root's aux heads)
         self.taken = {n for n, _ in m.named_children()} | {n for n, _ in m.named_parameters(recurse=False)}
         self.params_used: set = set()
+        self.chained: set = set()  # fx nodes of ModuleList modules read as one nn.Sequential
         self.failed: Problem | None = None
         self.locate = locate  # the graph records where each call is (else a refusal retraces)
 
@@ -409,6 +411,13 @@ class _Graph(catalog.Context):
 
     # -- nodes --
 
+    def on_sizes(self, n) -> bool:
+        """A call that reads sizes and no tensor: it computes no value of the network."""
+        if getattr(n.target, "__name__", None) == "getitem":  # x.size()[0] is the batch size: _size_marker
+            return False
+        kinds = [self.kind(a) for a in n.all_input_nodes]
+        return bool(kinds) and all(k == "meta" for k in kinds)
+
     def node(self, n) -> None:
         if n.op == "placeholder":
             if self.nodes:
@@ -418,6 +427,8 @@ class _Graph(catalog.Context):
             self.values[n] = ("param", n.target)
         elif n.op == "call_module":
             self.module_call(n)
+        elif self.on_sizes(n):  # arithmetic or an assert on sizes (x.size(1) // 2, torch._assert(x.dim() == 4))
+            self.values[n] = _META
         else:
             kind = "function" if n.op == "call_function" else "method"
             self.apply(n, catalog.call_step(kind, n.target, n.args, n.kwargs, self))
@@ -463,16 +474,22 @@ class _Graph(catalog.Context):
 
     def module_call(self, n) -> None:
         target = n.target
+        if n in self.chained:
+            return  # a later module of a ModuleList called in a chain: the Sequential holds it
         if "." in target:
-            raise Refused(f"calls '{target}', a submodule of a submodule, directly (a spec calls its own modules)")
+            self.module_list(n)
+            return
         problem = _name_problem(target)
         if problem:
             raise Refused(problem)
+        child = self.m.get_submodule(target)
+        mod = self.imp.convert(child, _join(self.path, target))
+        if mod.kind == "unsupported":  # its own problem is recorded: let the value pass (--partial)
+            self.add(n, GNode(n.name, "item", [self.tensor(n.all_input_nodes[0])], items=[Use(target, mod)]))
+            return
         if len(n.args) != 1 or n.kwargs:
             raise Refused(f"calls '{target}' with {len(n.args) + len(n.kwargs)} arguments (a spec's modules take one tensor)")
         x = self.tensor(n.args[0])
-        child = self.m.get_submodule(target)
-        mod = self.imp.convert(child, _join(self.path, target))
         if self.calls[target] == 1:
             item = Use(target, mod)
         elif mod.kind == "op" and not _has_state(child) and OPS[mod.op.op].function is not None:
@@ -481,6 +498,32 @@ class _Graph(catalog.Context):
             raise Refused(f"calls '{target}' {self.calls[target]} times (a spec's modules are used once; shared "
                           "weights cannot be written)")
         self.add(n, GNode(n.name, "item", [x], items=[item]))
+
+    def module_list(self, n) -> None:
+        """``for block in self.blocks: x = block(x)`` over an nn.ModuleList: the same modules, keys
+        and numbers as an nn.Sequential of them, which is how the spec writes it."""
+        import torch.nn as nn
+
+        name, _, index = n.target.partition(".")
+        holder = getattr(self.m, name, None)
+        chain = [n]
+        while len(chain) < len(holder or ()) and len(chain[-1].users) == 1:
+            nxt = next(iter(chain[-1].users))
+            if nxt.op != "call_module" or nxt.target != f"{name}.{len(chain)}" or list(nxt.args) != [chain[-1]]:
+                break
+            chain.append(nxt)
+        if not isinstance(holder, nn.ModuleList) or index != "0" or len(chain) != len(holder) or n.kwargs \
+                or len(n.args) != 1:
+            raise Refused(f"calls '{n.target}', a submodule of a submodule, directly (a spec calls its own modules; an "
+                          "nn.ModuleList whose modules are called in order, each on the last one's output, is read as "
+                          "an nn.Sequential)")
+        problem = _name_problem(name)
+        if problem:
+            raise Refused(problem)
+        self.chained.update(chain[1:])
+        self.calls[name] = 1
+        mod = self.imp.convert(holder, _join(self.path, name), sequential=True)
+        self.add(chain[-1], GNode(n.name, "item", [self.tensor(n.args[0])], items=[Use(name, mod)]))
 
     def check_unused(self) -> None:
         for name, child in self.m.named_children():
