@@ -226,6 +226,31 @@ def test_torchvision_imports_from_a_fresh_process(cli, tmp_path):
     assert cli("check", out).returncode == 0
 
 
+# --- docs/import.md shows real output -----------------------------------------------------------------
+
+def _doc_blocks(kind: str) -> list:
+    import re
+
+    text = (ROOT / "docs" / "import.md").read_text()
+    return re.findall(rf"<!-- {kind}: archspec import (.+?) -->\s*```yaml\n(.*?)```", text, flags=re.S)
+
+
+def test_docs_example_is_the_commands_output(cli):
+    import shlex
+
+    (args, shown), = _doc_blocks("output")
+    proc = cli("import", *shlex.split(args))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == shown
+
+
+@pytest.mark.slow
+def test_docs_excerpt_is_in_the_commands_output(torchvision_imports):
+    (args, shown), = _doc_blocks("excerpt")
+    assert args == "torchvision.models:inception_v3 --input 3x299x299"
+    assert shown in torchvision_imports("inception_v3")[1].text
+
+
 # --- every stock spec round the loop -------------------------------------------------------------------
 
 # the size each generated module is imported and run at: small where the network allows (adaptive

@@ -150,7 +150,9 @@ def build(fn, kwargs: dict, target: str):
     try:
         model = fn(**kwargs)
     except TypeError as exc:
-        raise UsageError(f"{target}: {exc}") from None
+        if exc.__traceback__.tb_next is not None:
+            raise _failed(exc, f"building {target}") from None  # raised inside the target's code
+        raise UsageError(f"{target}: {exc}") from None  # the call itself: arguments it does not take
     except Exception as exc:
         raise _failed(exc, f"building {target}") from None
     finally:
