@@ -446,13 +446,13 @@ def cmd_import(args) -> int:
         raise UsageError(f"--name must be a Python identifier (letters, digits, _), got '{args.name}'")
     if args.output:
         _check_output(args.output)
-    from .importer import import_target, problem_error
+    from .importer import import_target, problem_errors
     from .importer.target import parse_arg
 
     kwargs = dict(parse_arg(a) for a in args.arg)
     result = import_target(args.target, kwargs, args.input, args.name, args.partial)
-    for p in result.problems:
-        _report_error(problem_error(p), args)
+    for exc in problem_errors(result.problems):
+        _report_error(exc, args)
     if args.output:
         _write_all([(args.output, result.text)])
         print(f"{printable(args.output)}: written ({result.name}"

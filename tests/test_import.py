@@ -258,7 +258,8 @@ def test_docs_excerpt_is_in_the_commands_output(torchvision_imports):
 # and Inception v3's aux head needs its 17x17 grid: their own sizes)
 STOCK = {"alexnet": 127, "googlenet": 96, "googlenet_paper": 224, "googlenet_factorized": 224, "inception_v2": 224,
          "inception_v3": 299, "inception_v4": 139, "inception_resnet_v2": 139, "resnet18": 64, "resnet50": 64,
-         "resnet152": 64, "vgg16": 64, "vgg16_bn": 64}
+         "resnet152": 64, "vgg16": 64, "vgg16_bn": 64, "mobilenet_v2": 64, "efficientnet_b0": 64,
+         "shufflenet_v2_x1_0": 64, "xception": 71}
 
 
 def test_every_stock_spec_is_in_the_round_trip():
@@ -289,7 +290,8 @@ def test_stock_spec_round_trip(name, compiled, tmp_path):
 TORCHVISION = {"alexnet": ({}, 127), "vgg16": ({}, 64), "vgg16_bn": ({}, 64),
                "googlenet": ({"aux_logits": True, "init_weights": False}, 96),
                "inception_v3": ({"aux_logits": True, "init_weights": False}, 299),
-               "resnet18": ({}, 64), "resnet50": ({}, 64), "resnet152": ({}, 64)}
+               "resnet18": ({}, 64), "resnet50": ({}, 64), "resnet152": ({}, 64), "mobilenet_v2": ({}, 64),
+               "efficientnet_b0": ({}, 64), "shufflenet_v2_x1_0": ({}, 64)}
 
 
 @pytest.fixture(scope="session")

@@ -29,11 +29,28 @@ class Result:
     compiled: object = None  # the spec compiled (None with problems)
 
 
-def problem_error(p) -> ImportModelError:
-    """``layer1.0 (Bottleneck): ...``, located in the model's source where that is known."""
-    owner = f" ({p.owner})" if p.owner and p.path else ""
-    where = f"{p.path}{owner}: " if p.path else f"{p.owner or 'the model'}: "
-    return ImportModelError(where + p.reason, p.where)
+MAX_REPORTED = 20  # distinct problems shown; a model refused for one reason 300 times says it once
+
+
+def problem_errors(problems: list) -> list:
+    """``layer1.0 (Bottleneck): ...``, located in the model's source where that is known; one error
+    for the modules that share a reason and a source line (``and 40 more like it``)."""
+    groups: dict = {}
+    for p in problems:
+        key = (p.reason, (p.where.file, p.where.line) if p.where else p.owner)
+        same = groups.setdefault(key, [])
+        if all(q.path != p.path for q in same):  # a module refused at each of its calls is one problem
+            same.append(p)
+    out = []
+    for same in list(groups.values())[:MAX_REPORTED]:
+        p = same[0]
+        owner = f" ({p.owner})" if p.owner and p.path else ""
+        where = f"{p.path}{owner}: " if p.path else f"{p.owner or 'the model'}: "
+        more = f" (and {len(same) - 1} more module{'s' if len(same) > 2 else ''} like it)" if len(same) > 1 else ""
+        out.append(ImportModelError(where + p.reason + more, p.where))
+    if len(groups) > MAX_REPORTED:
+        out.append(ImportModelError(f"... and {len(groups) - MAX_REPORTED} more problems of other kinds"))
+    return out
 
 
 def import_target(target: str, kwargs: dict | None = None, input_shape=None, name: str | None = None,
@@ -43,7 +60,8 @@ def import_target(target: str, kwargs: dict | None = None, input_shape=None, nam
 
     fn = resolve(target)
     model, records = build(fn, dict(kwargs or {}), target)
-    args = "".join(f" --arg {k}={v!r}" for k, v in (kwargs or {}).items())
+    args = "".join(f" --arg {k}={v if isinstance(v, str) and v.isidentifier() else repr(v)}"
+                   for k, v in (kwargs or {}).items())
     args += f" --input {'x'.join(map(str, input_shape))}" if input_shape else ""
     default_name = target.rpartition(":")[2].rpartition(".")[2]
     if not default_name.isidentifier() or default_name[0].isupper() or default_name.startswith("create"):
@@ -65,7 +83,7 @@ def import_model(model, name: str, input_shape=None, records: dict | None = None
     name = _spec_name(name)
     traced = trace_model(model, records, partial, shape)
     if traced.problems and not partial:
-        raise_all([problem_error(p) for p in traced.problems])
+        raise_all(problem_errors(traced.problems))
     doc = document(traced, name, f"{traced.root.cls}, imported by archspec import.", shape, Stock() if stock and Stock.supported() else None)
     header = [f"Imported by `{source}` (archspec {__version__}).",
               "Module paths are the model's own: its state_dict loads into the generated module unchanged."]

@@ -105,6 +105,17 @@ def _softmax(m):
     return call("softmax", dim=m.dim)
 
 
+def _bn_act(m):
+    """timm's BatchNormAct2d: a BatchNorm2d (its tensors its own: bn.weight) that applies its
+    activation itself. The spec writes the batchnorm2d module, then the activation as a function
+    (``module_after``)."""
+    import torch.nn as nn
+
+    if not isinstance(m.drop, nn.Identity):
+        raise Refused(f"BatchNormAct2d with a drop layer ({type(m.drop).__name__})")
+    return _bn(m)
+
+
 # nn classes by name (exact type: a subclass may compute something else) -> the op.
 _TORCH_MODULES = {
     "Conv2d": _conv, "BatchNorm2d": _bn, "Linear": lambda m: call("linear", out_features=m.out_features,
@@ -132,7 +143,18 @@ _NAMED_MODULES = {
     "LayerNorm2d": (("normalized_shape", "eps"), lambda m: _layernorm("layernorm2d", m)),
     "Permute": (("dims",), lambda m: call("permute", dims=tuple(m.dims))),
     "StochasticDepth": (("p", "mode"), lambda m: call("stochastic_depth", p=m.p, mode=m.mode)),
+    "BatchNormAct2d": (("act", "drop", "eps", "running_mean"), _bn_act),
 }
+
+
+def module_after(m) -> list:
+    """Ops a module applies after its own, as functions (BatchNormAct2d's activation)."""
+    if type(m).__name__ != "BatchNormAct2d" or type(m.act).__name__ == "Identity":
+        return []
+    op = module_op(m.act)
+    if op is None or OPS[op.op].function is None or any(True for _ in m.act.parameters()):
+        raise Refused(f"BatchNormAct2d with the activation {type(m.act).__name__}")
+    return [op]
 
 
 def module_op(m) -> OpCall | None:
@@ -300,7 +322,7 @@ def _getitem(b, ctx):
 
 
 def _getattr(b, ctx):
-    if b["name"] in ("shape",) and ctx.kind(b["input"]) == "tensor":
+    if b["name"] in ("shape", "ndim", "dtype", "device") and ctx.kind(b["input"]) == "tensor":
         return Step("meta")
     raise Refused(f"the attribute '{b['name']}' of a value")
 

@@ -47,6 +47,7 @@ class Mod:
     ctor: dict = field(default_factory=dict)  # the constructor's arguments, as it was called
     defaults: dict = field(default_factory=dict)  # the constructor's parameters with defaults
     problem: Problem | None = None
+    after: list = field(default_factory=list)  # op: ops it applies after its own, as functions [OpCall]
 
 
 # --- items of a body ----------------------------------------------------------------------------

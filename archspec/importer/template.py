@@ -146,6 +146,7 @@ class Templates:
         for it in body:
             if isinstance(it, Use):
                 out.append(TNamed(it.name, self.value(it.mod, it.name)))
+                out += [TFn(op_call(op, op.op)) for op in it.mod.after]  # BatchNormAct2d's activation
             elif isinstance(it, Param):
                 out.append(TNamed(it.name, op_call(it.op, it.name)))
             elif isinstance(it, Fn):

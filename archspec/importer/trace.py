@@ -225,10 +225,11 @@ class _Importer:
         cls = type(m)
         try:
             op = catalog.module_op(m)
+            after = catalog.module_after(m) if op is not None else []
         except Refused as exc:
             return self.unsupported(m, path, str(exc))
         if op is not None:
-            return Mod(path, _qualname(cls), cls.__name__, "op", op=op)
+            return Mod(path, _qualname(cls), cls.__name__, "op", op=op, after=after)
         if _is_sequential(m):
             return self.sequential(m, path)
         try:
@@ -244,6 +245,10 @@ class _Importer:
         names = [n for n, c in m.named_children()]
         if names == [str(i) for i in range(len(names))]:
             entries = [self.convert(c, _join(path, n)) for n, c in m.named_children()]
+            for e in entries:
+                if e.after:
+                    return self.unsupported(m, e.path, f"a {e.short} applies its activation itself, which an "
+                                                       "nn.Sequential entry of a spec cannot")
             return Mod(path, _qualname(cls), cls.__name__, "seq", entries=entries)
         for n in names:  # named entries (an OrderedDict): a chain of named items, a block
             problem = _name_problem(n)
