@@ -46,6 +46,13 @@ def _at(result, tmp_path, shape):
     return compile_spec(str(path), input_shape=shape)
 
 
+def _randomised(model, size: int):
+    """BatchNorm statistics measured on a batch, then perturbed, affine values drawn wide: deep
+    networks (ResNet-152) stay finite and every BatchNorm and activation matters."""
+    randomise_batchnorm(model, 4 * torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3)))
+    return model
+
+
 def _outputs(a, b, size: int, training: bool = False):
     torch.manual_seed(1)
     x = 4 * torch.randn(2, 3, size, size)  # both signs and large values: every nonlinearity is hit
@@ -56,6 +63,9 @@ def _outputs(a, b, size: int, training: bool = False):
         ya = a(x)
         torch.manual_seed(2)
         yb = b(x)
+    for y in (ya, yb):
+        for t in (y if isinstance(y, tuple) else (y,)):  # a namedtuple of outputs in training
+            assert torch.isfinite(t).all(), "outputs that are not finite compare nothing"
     return ya, yb
 
 
@@ -278,8 +288,7 @@ def test_stock_spec_round_trip(name, compiled, tmp_path):
     r = import_target(f"{generated}:{cls.__name__}", input_shape=(3, size, size), name=name)
     assert _totals(_at(r, tmp_path, stock.graph.input_shape)) == _totals(stock)
     torch.manual_seed(0)
-    model = cls()
-    randomise_batchnorm(model)
+    model = _randomised(cls(), size)
     mine = load_into(_module_of(r.compiled, tmp_path), model.state_dict())  # keys in the same order, strictly
     ya, yb = _outputs(model, mine, size)
     assert torch.equal(ya, yb)
@@ -306,7 +315,7 @@ def torchvision_imports(torchvision):
             kwargs, size = TORCHVISION[name]
             torch.manual_seed(0)
             model, records = build(getattr(torchvision.models, name), kwargs, name)
-            randomise_batchnorm(model)
+            _randomised(model, size)
             cache[name] = (model, import_model(model, name, (3, size, size), records))
         return cache[name]
 
@@ -344,3 +353,19 @@ def test_imported_inception_specs_read_like_the_stock_ones(name, torchvision_imp
         start = own.index("  BasicConv2d:\n")
         own = own[:start] + own[own.index("\n\n", start):]
     assert lines(own) <= 1.2 * lines((ROOT / "specs" / f"{name}.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_widths_of_the_input_are_written_in_channels(torchvision_imports):
+    """MobileNet v2's expansion (in_channels * 6), depthwise groups and residual width are the
+    block's input width, as a person writes them: no argument carries them, and the blocks with a
+    shortcut take none (so that runs of them are repeats)."""
+    _, r = torchvision_imports("mobilenet_v2")
+    spec = yaml.safe_load(r.text)
+    assert spec["blocks"]["InvertedResidual2"]["args"] == {"oup": "int", "stride": "size = 1"}
+    assert "args" not in spec["blocks"]["InvertedResidual3"]
+    assert spec["blocks"]["InvertedResidual3"]["layers"] == [{"add": [[], {"conv": [
+        ["conv2d(in_channels * 6, 1, bias=false)", "batchnorm2d", "relu6"],
+        ["conv2d(in_channels * 6, 3, padding=1, groups=in_channels * 6, bias=false)", "batchnorm2d", "relu6"],
+        "conv2d(in_channels, 1, bias=false)", "batchnorm2d"]}]}]
+    assert {"repeat": 3, "body": ["InvertedResidual3"]} in spec["layers"][0]["features"]

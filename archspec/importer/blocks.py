@@ -87,6 +87,8 @@ class Arguments:
         self.taken: set = set()
         shorts = [s.short for s in members[0][1]]
         self.unique = {s for s in shorts if shorts.count(s) == 1}  # a short name says where only if unique
+        inch = tuple(m.in_channels for m, _ in members)
+        self.inch = inch if all(_positive(c) for c in inch) else None  # in_channels of each instance
 
     def text(self, j: int) -> str:
         col = [ps[j] for _, ps in self.members]
@@ -101,7 +103,11 @@ class Arguments:
                 return text
         if all(same(v, present[0]) for v in present):
             return lit(present[0])
+        if self.inch is not None and all(v is HOLE or same(v, c) for v, c in zip(vec, self.inch)):
+            return "in_channels"  # the input's width, as a person writes a depthwise or residual width
         text = self.reuse(vec, slot) or self.derived(vec)
+        if text is None and self.inch is not None and not self.carried(vec):
+            text = self.derived(vec, [("in_channels", self.inch)])  # an expansion: in_channels * 6
         return text or self.fresh(vec, present, slot)
 
     def reuse(self, vec, slot: Slot, alike: bool = False) -> str | None:
@@ -144,31 +150,37 @@ class Arguments:
         self.shorts[arg.name] = {slot.short}
         return arg.name
 
-    def derived(self, vec) -> str | None:
+    def derived(self, vec, bases: list | None = None) -> str | None:
         """``planes * 4`` (ResNet's expansion), ``kernel // 2`` (a 'same' padding): another argument
-        and a constant."""
+        (or ``bases``: [(name, its values)]) and a constant."""
         if not all(v is HOLE or _positive(v) for v in vec):
             return None
-        for a in self.args:
-            pairs = [(v, b) for v, b in zip(vec, self.vecs[a.name]) if v is not HOLE]
+        for name, values in bases if bases is not None else [(a.name, self.vecs[a.name]) for a in self.args]:
+            pairs = [(v, b) for v, b in zip(vec, values) if v is not HOLE]
             if all(_positive(b) for _, b in pairs):
                 for k in range(2, 65):
                     if all(v == b * k for v, b in pairs):
-                        return f"{a.name} * {k}"
+                        return f"{name} * {k}"
                     if all(v == b // k for v, b in pairs) and (k <= 8 or all(v * k == b for v, b in pairs)):
-                        return f"{a.name} // {k}"
+                        return f"{name} // {k}"
+        return None
+
+    def carried(self, vec) -> bool:
+        """Whether a constructor parameter carried these numbers (then it names an argument)."""
+        return self.ctor_name(vec) is not None
+
+    def ctor_name(self, vec) -> str | None:
+        for p in self.members[0][0].ctor:
+            if p in self.taken or identifier(p, self.taken) != p:
+                continue
+            if all(p in m.ctor and same(m.ctor[p], v) for (m, _), v in zip(self.members, vec)):
+                return p
         return None
 
     def new(self, slot: Slot, vec) -> Arg:
         """Named after the constructor parameter that carried these numbers, else after the slot."""
-        name = None
         first = self.members[0][0]
-        for p in first.ctor:
-            if p in self.taken or identifier(p, self.taken) != p:
-                continue
-            if all(p in m.ctor and same(m.ctor[p], v) for (m, _), v in zip(self.members, vec)):
-                name = p
-                break
+        name = self.ctor_name(vec)
         type_ = "size" if slot.type == "size_or_none" else slot.type
         default = REQUIRED
         if name is not None and name in first.defaults and fits(first.defaults[name], type_):

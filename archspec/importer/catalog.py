@@ -268,6 +268,8 @@ def _softmax_fn(b, ctx):
 
 
 def _cat(b, ctx):
+    if not isinstance(b["tensors"], (list, tuple)):  # DenseNet's layer: a list it was given
+        raise Refused("cat of a list of tensors passed in, not written out (a spec's merges name their branches)")
     tensors = list(b["tensors"])
     if b["dim"] != 1:
         raise Refused(f"cat along dim {b['dim']} (a concat merge joins channels, dim 1)")

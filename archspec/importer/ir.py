@@ -48,6 +48,7 @@ class Mod:
     defaults: dict = field(default_factory=dict)  # the constructor's parameters with defaults
     problem: Problem | None = None
     after: list = field(default_factory=list)  # op: ops it applies after its own, as functions [OpCall]
+    in_channels: int | None = None  # the first dimension of its input, as measured (None: not known)
 
 
 # --- items of a body ----------------------------------------------------------------------------

@@ -9,7 +9,10 @@ spec's own analysis against them.
 from __future__ import annotations
 
 
-def measure(model, input_shape, aux_modules=()) -> dict:
+def measure(model, input_shape, aux_modules=(), inputs: dict | None = None) -> dict:
+    """The totals; ``inputs``, if given, is filled with id(module) -> the size of the first
+    dimension of its input (a block's ``in_channels``), for the modules the forward in eval calls
+    with one tensor of one size."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -21,6 +24,7 @@ def measure(model, input_shape, aux_modules=()) -> dict:
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     modes = {m: m.training for m in model.modules()}
+    hooks = [m.register_forward_pre_hook(_recorder(inputs)) for m in model.modules()] if inputs is not None else []
     try:
         model.eval()
         x = torch.randn(2, *input_shape, device=device, dtype=dtype)
@@ -36,5 +40,19 @@ def measure(model, input_shape, aux_modules=()) -> dict:
     finally:
         for m, mode in modes.items():
             m.training = mode
+        for h in hooks:
+            h.remove()
     return {"params": params, "params_eval": params - aux, "buffers": buffers,
             "macs": counter.get_total_flops() // 2 // 2, "output": list(out.shape[1:])}
+
+
+def _recorder(inputs: dict):
+    import torch
+
+    def hook(module, args):
+        x = args[0] if len(args) == 1 else None
+        size = int(x.shape[1]) if isinstance(x, torch.Tensor) and x.dim() >= 2 else None
+        if inputs.setdefault(id(module), size) != size:  # called at two sizes: no one size to write
+            inputs[id(module)] = None
+
+    return hook

@@ -43,7 +43,10 @@ def trace_model(model, records: dict | None = None, partial: bool = False, input
             m.training = mode
     from .totals import measure
 
-    totals = measure(model, input_shape, [getattr(model, a.name) for a in aux]) if root.kind != "unsupported" else {}
+    inputs: dict = {}
+    totals = measure(model, input_shape, [getattr(model, a.name) for a in aux], inputs) if root.kind != "unsupported" else {}
+    for key, mod in t.done.items():
+        mod.in_channels = inputs.get(key)
     out = totals.get("output", ())
     return Traced(root, aux, outputs, [(k, tuple(v.shape)) for k, v in model.state_dict().items()], totals,
                   out[0] if len(out) == 1 else 1000, t.problems, tuple(input_shape))
