@@ -17,7 +17,7 @@ from conftest import ROOT, load_into, randomise_batchnorm
 
 torch = pytest.importorskip("torch")
 
-from archspec.errors import ImportModelError, flatten  # noqa: E402
+from archspec.errors import ErrorList, ImportModelError, flatten  # noqa: E402
 from archspec.generate import generate  # noqa: E402
 from archspec.importer import import_model, import_target  # noqa: E402
 from archspec.pipeline import compile_spec  # noqa: E402
@@ -173,6 +173,16 @@ def test_what_cannot_be_imported_is_named_and_located(name, message, line):
     (err,) = flatten(info.value)
     assert err.message == message
     assert (err.loc.file, err.loc.line) == (str(MODELS), _line_of(line))
+
+
+def test_modules_refused_for_one_reason_at_one_line_are_one_error():
+    with pytest.raises(ErrorList) as info:
+        import_target(f"{MODELS}:Rolled", input_shape=(3, 16, 16))
+    errors = {e.message: e.loc for e in flatten(info.value)}
+    assert sorted(errors) == [
+        "blocks.0 (Partly): torch.roll is not in the op catalog (archspec/ops.py) (and 2 more modules like it)",
+        "blocks.2 (Unflatten): nn.Unflatten is not in the op catalog (archspec/ops.py) (and 1 more module like it)"]
+    assert errors[sorted(errors)[0]].line == _line_of("torch.roll(")
 
 
 def test_partial_writes_the_rest_with_the_unsupported_part_marked(cli, tmp_path):
