@@ -114,7 +114,7 @@ def markdown(rows: list) -> str:
     for r in rows:
         if r["status"] == "refused":
             reason = r["reason"].replace("|", "\\|")
-            more = f" (and {r['problems'] - 1} more)" if r["problems"] > 1 else ""
+            more = f" (and {r['problems'] - 1} more problem{'s' if r['problems'] > 2 else ''})" if r["problems"] > 1 else ""
             lines.append(f"| {r['model']} | refused | | | | | {reason}{more} |")
         else:
             lines.append(f"| {r['model']} | {r['status']} | {r['params']:,} | {r['macs']:,} | {r['lines']} | "
