@@ -103,6 +103,10 @@ class Arguments:
                 return text
         if all(same(v, present[0]) for v in present):
             return lit(present[0])
+        return self.varying(vec, present, slot)
+
+    def varying(self, vec, present: list, slot: Slot) -> str:
+        """A slot whose numbers differ between instances: in_channels, an argument, an expression."""
         if self.inch is not None and all(v is HOLE or same(v, c) for v, c in zip(vec, self.inch)):
             return "in_channels"  # the input's width, as a person writes a depthwise or residual width
         text = self.reuse(vec, slot) or self.derived(vec)
