@@ -426,7 +426,10 @@ def test_hand_edited_file_survives_a_build_without_force(project, cli):
 
 
 _SLOW_WRITE = """
-import os, sys
+import os, signal, sys
+# Ctrl-C as in a terminal: a shell that runs the suite in the background ignores SIGINT, and its
+# children inherit that (Python then installs no KeyboardInterrupt handler, and SIGINT does nothing)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real = os.fsync
 def slow(fd):
     print("writing", file=sys.stderr, flush=True)  # tell the test the new text is being written
