@@ -114,7 +114,7 @@ class _Deploy:
         parts = path.split(".")
         if len(parts) > 1 and parts[-1] == "conv":
             parts = parts[:-1]
-        base = "_".join(parts) or "layer"
+        base = re.sub(r"\W", "_", "_".join(parts)) or "layer"  # a named entry's '-' (block1-0 -> block1_0)
         if base[0].isdigit():
             base = f"layer_{base}"
         return self.attrs.fresh(base, f"the deploy layer of {path}")
@@ -331,7 +331,7 @@ def _stem(path: str) -> str:
     if len(parts) < 2:
         return "x"
     # torchvision's style: the steps branch5x5_1, branch5x5_2 of a branch share the name branch5x5
-    name = re.sub(r"_\d+$", "", parts[-1]) or parts[-1]
+    name = re.sub(r"_\d+$", "", re.sub(r"\W", "_", parts[-1])) or parts[-1]
     return name if is_name(name) else "t"
 
 

@@ -264,7 +264,8 @@ def wrap_lines(lines: list, width: int = 96) -> list:
 
 def py_str(text) -> str:
     """A Python string literal for ``text`` (``None`` for None), escaped: the module paths and
-    attribute names archspec writes this way are identifiers and dots, which pass unchanged."""
+    attribute names archspec writes this way are identifiers, dots and the letters, digits, ``_``
+    and ``-`` of a named nn.Sequential entry (``block1-0``), which pass unchanged."""
     return "None" if text is None else f'"{escape(text)}"'
 
 

@@ -502,6 +502,12 @@ class _Expander:
 
     def _seq_item(self, seq: Module, sub, env: dict, part: str, shape) -> tuple:
         i = str(len(seq.children))
+        if isinstance(sub, NamedItem) and sub.name:  # a named entry: its name is the key (validate: all are)
+            self._check_unique(seq, sub.name, sub.loc, sub)
+            child = self.named(sub, env, seq, part, shape)
+            self._names_of(seq)[sub.name] = child
+            seq.children.append(child)
+            return Apply(child), self.out_shape(child)
         path = f"{seq.path}.{i}" if seq.path else i
         if isinstance(sub, NamedItem) and sub.seq is not None:  # nested Sequential
             child = self.sequential(i, path, sub.seq, env, part, sub, shape)

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .emit import (TRAINING_IMPORTS, Namespace, attribute_names, check_module_name, claim_class, class_name_of,
-                   doc_lines, escape, file_names, in_place_nodes, new_class, rebuild_command, render, spec_label, stamp,
-                   wrap_lines)
+                   doc_lines, escape, file_names, in_place_nodes, new_class, py_str, rebuild_command, render, spec_label,
+                   stamp, wrap_lines)
 from .errors import GenerateError, Loc
 from .expand import INPUT_NAMES, Absent, Apply, Func, Group, Loop, Merge, Module
 from .exprs import constant, evaluate, fold, functions, is_identifier, names, substitute, sum_of, unparse
@@ -144,6 +144,7 @@ class _Generator:
         # default outputs type.
         used = set().union(*map(functions, spec_expressions(compiled.resolved)))
         op_args = ("Callable", "partial") if _has_op_args(compiled.resolved) else ()
+        op_args += ("OrderedDict",) if _has_named_entries(compiled.expanded.model) else ()
         self.files = file_names((TRAINING_IMPORTS[0] + (("math",) if used & {"ceil", "floor"} else ()) + op_args,
                                  TRAINING_IMPORTS[1] + (("make_divisible",) if "make_divisible" in used else ())))
         self.helpers = helpers(compiled, self.files)
@@ -727,14 +728,29 @@ class _Generator:
             entries = [rest[0] for kind, *rest in pieces if kind == "entry"]
             if not entries:
                 return "nn.Sequential()", ch, prelude
+            keys = self.entry_keys(items, scope)
+            if keys:  # named entries (validate: all of them, written out): the keys of an OrderedDict
+                entries = [f"({key}, {e})" for key, e in zip(keys, entries)]
             inner = []
             for e in entries:
                 inner.extend(("    " + line) for line in e.split("\n"))
                 inner[-1] += ","
+            if keys:
+                return "nn.Sequential(OrderedDict([\n" + "\n".join(inner) + "\n]))", ch, prelude
             return "nn.Sequential(\n" + "\n".join(inner) + "\n)", ch, prelude
         layers = scope.init_names.fresh("layers", "the layers of an nn.Sequential")
         scope.dead.append(layers)
         return f"nn.Sequential(*{layers})", ch, [f"{layers} = []", *_render_pieces(pieces, layers)]
+
+    def entry_keys(self, items: list, scope: _Scope) -> list:
+        """The string literals of a Sequential's entry names (none: its entries are numbered). Each
+        is claimed in a namespace of the Sequential's own attributes: add_module refuses a name
+        nn.Module has (``eval``, ``training``), and the OrderedDict would keep one of two equal keys."""
+        names = [_entry_name(item) for item in items]
+        if not any(names):
+            return []
+        attrs = attribute_names()
+        return [py_str(attrs.claim(name, "nn.Sequential entry", item.loc, scope.of)) for name, item in zip(names, items)]
 
     def seq_items(self, items: list, sites: list, ch, scope: _Scope, pieces: list):
         for k, item in enumerate(items):
@@ -757,7 +773,7 @@ class _Generator:
         """(constructor, channels, prelude) of one entry: a nested Sequential, a block or an op module."""
         modules = [(site, step.module) for site, step in at if isinstance(step, Apply)]
         what = _relative(modules[0][0], modules[0][1]) if modules else "an entry"
-        if isinstance(item, NamedItem):  # nested Sequential
+        if isinstance(item, NamedItem) and item.seq is not None:  # nested Sequential
             inner = [_Site(site.env, m.body, site.real, site.base) for site, m in modules]
             return self.sequential(item.seq, inner, ch, scope, item.loc)
         if item.call.name in self.blocks or item.call.name in scope.op_args or OPS[item.call.name].inferred:
@@ -1268,6 +1284,17 @@ MAKE_DIVISIBLE = '''def make_divisible(value: float, divisor: int, min_value=Non
     return rounded + divisor if rounded < 0.9 * value else rounded'''
 
 
+def _has_named_entries(model: Module) -> bool:
+    """Whether an nn.Sequential of the model has named entries (it is built from an OrderedDict)."""
+    return any(m.kind == "sequential" and any(_entry_name(c) for c in m.children) for m in model.walk())
+
+
+def _entry_name(item) -> str | None:
+    """The name of a named nn.Sequential entry (a Module or a spec item; None: a numbered one)."""
+    item = item.item if isinstance(item, Module) else item
+    return item.name if isinstance(item, NamedItem) and item.name else None
+
+
 def _has_op_args(resolved) -> bool:
     return any(a.type == "op" for a in [*resolved.args, *(a for b in resolved.blocks.values() for a in b.args)])
 
@@ -1293,6 +1320,7 @@ def _render(compiled, gen, model: ClassCode, blocks: list) -> str:
         "math": "math" in used and "math" in gen.files.reserved,
         "callable": "Callable" in used and "Callable" in gen.files.reserved,
         "partial": "partial" in used and "partial" in gen.files.reserved,
+        "ordered": "OrderedDict" in used and "OrderedDict" in gen.files.reserved,
         "model": model,
         "blocks": blocks,
         "outputs": gen.outputs_class if ex.aux else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .errors import LintError, raise_all
 from .exprs import is_identifier
+from .validate import ENTRY_NAME
 from .graph import Graph, is_topological
 from .ops import OPS
 
@@ -39,7 +40,7 @@ def lint(graph: Graph) -> Graph:
         if OPS[node.op].merge and len(node.inputs) < 2:
             errors.append(LintError(f"{node.op} in {node.path or 'the model'} needs at least two inputs", node.loc, node.name))
     for path, span in graph.modules.items():
-        if path and not all(is_identifier(p) or p.isdigit() for p in path.split(".")):
+        if path and not all(is_identifier(p) or ENTRY_NAME.match(p) for p in path.split(".")):
             errors.append(LintError(f"illegal module path '{path}'", span.module.loc, path))
     raise_all(errors)
     return graph

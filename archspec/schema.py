@@ -28,6 +28,8 @@ IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _TYPES = ["int", "float", "bool", "size", "number", "op"]
 # A module name, or inside a loop a template over its variables ("denselayer{i + 1}").
 NAME_OR_TEMPLATE = r"^([A-Za-z_]|\{[^{}]+\})([A-Za-z0-9_]|\{[^{}]+\})*$"
+# A named nn.Sequential entry: letters, digits, _ and - (RegNet's block1-0; validate.ENTRY_NAME).
+ENTRY = r"^[A-Za-z0-9_-]+$"
 _REF = "#/$defs/"
 
 
@@ -101,9 +103,19 @@ def _layer_defs() -> dict:
             "items": {"anyOf": [layers, _ref("Group"), _ref("Layer")]},
         },
         "SeqItem": {
-            "description": "inside an nn.Sequential (numbered, not named): a call, a nested list, a loop or a group",
+            "description": "inside an nn.Sequential: a call, a nested list, a loop or a group (numbered entries), "
+                           "or {name: call} / {name: [...]} (named entries: all of a Sequential's or none)",
             "anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}, _ref("Repeat"), _ref("For"),
-                      _ref("Group")],
+                      _ref("Group"), _ref("Entry")],
+        },
+        "Entry": {
+            "type": "object",
+            "description": "a named nn.Sequential entry, a key of the OrderedDict it is built from: its name may "
+                           "also be letters, digits, _ and - that are no identifier (RegNet's block1-0)",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "propertyNames": {"pattern": ENTRY, "not": {"enum": [*MERGES, "body", "repeat", "for", "if"]}},
+            "additionalProperties": {"anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}]},
         },
     }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -21,6 +22,11 @@ from .ops import MERGES, OPS, USER_OPS
 # Names with a meaning of their own where a layer name is expected (`input`: the network's input
 # in the graph, draw and diff).
 RESERVED = {"concat", "add", "mul", "if", "self", "forward", "training", "x", "input"}
+# A named nn.Sequential entry's name (torchvision's RegNet: `trunk_output.block1.block1-0`) may be
+# more than an identifier: the generated module never reads it as an attribute, only as a key of the
+# OrderedDict it builds the Sequential from. Letters, digits, _ and - only: PyTorch refuses '.' and
+# '' (add_module), and no character needs quoting in generated source or in a path's text.
+ENTRY_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 # Keys that name a way of joining tensors but are no merge: with a list of branches they are an
 # error (did you mean ...), not an nn.Sequential of that name.
 MERGE_WORDS = {"cat": "concat", "concatenate": "concat", "stack": "concat", "sum": "add", "plus": "add",
@@ -284,6 +290,7 @@ class _Items:
     def __init__(self, errors: list):
         self.errors = errors
         self.loop_vars: list = []  # the variables of the loops being parsed, innermost last
+        self.bodies = 0  # how many repeat:, for: and if: bodies the list being parsed is inside
 
     def seq(self, raw, loc: Loc, sequential: bool) -> list:
         if not isinstance(raw, list):
@@ -299,14 +306,40 @@ class _Items:
                 continue
             if parsed is not None:
                 out.append(parsed)
+        if sequential:
+            self.check_entries(out)
         return out
+
+    def sequential(self, raw, loc: Loc) -> list:
+        """The entries of an nn.Sequential list: its own, whatever bodies the list itself is in."""
+        bodies, self.bodies = self.bodies, 0
+        try:
+            return self.seq(raw, loc, True)
+        finally:
+            self.bodies = bodies
+
+    def check_entries(self, items: list) -> None:
+        """An nn.Sequential's entries are all numbered or all named, and named ones are written
+        out: each is a key of the OrderedDict the Sequential is built from."""
+        named = [it for it in items if isinstance(it, NamedItem) and it.name]
+        if not named:
+            return
+        if self.bodies:
+            self.errors.append(SpecError(f"'{named[0].name}': a named nn.Sequential entry cannot be in the body of a "
+                                         "repeat:, for: or if: (write each named entry out)", named[0].loc))
+        elif len(named) != len(items):
+            k = next(k for k, it in enumerate(items) if not (isinstance(it, NamedItem) and it.name))
+            self.errors.append(SpecError(f"'{named[0].name}': the entries of an nn.Sequential are all numbered or "
+                                         f"all named (the keys of an OrderedDict); entry {k + 1} (line "
+                                         f"{getattr(items[k], 'loc', named[0].loc).line}) is not named",
+                                         named[0].loc))
 
     def item(self, raw, loc: Loc, sequential: bool):
         if isinstance(raw, str):
             return CallItem(exprs.parse_call(raw, loc), loc)
         if isinstance(raw, list):
             if sequential:  # a nested Sequential at the next index
-                return NamedItem("", loc, seq=self.seq(raw, loc, True))
+                return NamedItem("", loc, seq=self.sequential(raw, loc))
             raise SpecError("a list here needs a name: write {name: [...]} for an nn.Sequential", loc)
         if not isinstance(raw, dict):
             raise SpecError(f"expected a layer (a call, {{name: call}} or {{concat: [...]}}), got {exprs.describe(raw)}", loc)
@@ -337,7 +370,12 @@ class _Items:
                 raise SpecError(f"a conditional group is {{if: COND, body: [...]}}; '{extra[0]}' does not belong in it",
                                 _key_loc(raw, extra[0]))
             at = loc_of(raw, "if")
-            return GroupItem(self.expr(raw["if"], at), self.seq(raw["body"], loc_of(raw, "body"), sequential), loc, at)
+            self.bodies += 1
+            try:
+                body = self.seq(raw["body"], loc_of(raw, "body"), sequential)
+            finally:
+                self.bodies -= 1
+            return GroupItem(self.expr(raw["if"], at), body, loc, at)
         return None
 
     def not_a_merge(self, raw: dict) -> None:
@@ -394,10 +432,12 @@ class _Items:
 
     def loop_body(self, raw: dict, variables: tuple, sequential: bool) -> list:
         self.loop_vars.append(variables)
+        self.bodies += 1
         try:
             return self.seq(raw["body"], loc_of(raw, "body"), sequential)
         finally:
             self.loop_vars.pop()
+            self.bodies -= 1
 
     def check_variable(self, name, loc: Loc) -> None:
         """A loop variable: a name that is no argument's of the language's own."""
@@ -462,9 +502,12 @@ class _Items:
         name = names[0]
         name_loc = _key_loc(raw, name)
         if sequential:
-            raise SpecError(f"'{name}': modules inside an nn.Sequential are numbered, not named", name_loc)
-        template = self.template(name, name_loc) if isinstance(name, str) and "{" in name else None
-        if template is None:
+            self.check_entry_name(name, name_loc)
+            if cond is not None:
+                raise SpecError(f"'{name}': a named nn.Sequential entry cannot have if: (every key of its "
+                                "OrderedDict is there)", cond_loc)
+        template = self.template(name, name_loc) if isinstance(name, str) and "{" in name and not sequential else None
+        if template is None and not sequential:
             self.check_name(name, name_loc)
         value = raw[name]
         vloc = loc_of(raw, name) or loc
@@ -472,7 +515,7 @@ class _Items:
             return NamedItem(name, name_loc, call=exprs.parse_call(value, vloc), cond=cond, cond_loc=cond_loc,
                              template=template)
         if isinstance(value, list):
-            return NamedItem(name, name_loc, seq=self.seq(value, vloc, True), cond=cond, cond_loc=cond_loc,
+            return NamedItem(name, name_loc, seq=self.sequential(value, vloc), cond=cond, cond_loc=cond_loc,
                              template=template)
         raise SpecError(f"'{name}' must be a call or a list of layers, got {exprs.describe(value)}", vloc)
 
@@ -498,11 +541,30 @@ class _Items:
 
     def check_name(self, name, loc: Loc) -> None:
         if not exprs.is_identifier(name):
-            raise SpecError(f"'{name}' is not a valid module name (letters, digits and _, not starting with a digit, not a Python keyword)", loc)
+            where = ("; such a name may name only an entry of an nn.Sequential whose entries are named"
+                     if isinstance(name, str) and ENTRY_NAME.match(name) else "")
+            raise SpecError(f"'{name}' is not a valid module name (letters, digits and _, not starting with a digit, "
+                            f"not a Python keyword){where}", loc)
         if name.startswith("__"):
             raise SpecError(f"'{name}': names starting with '__' are reserved", loc)
         if name in RESERVED:
             raise SpecError(f"'{name}' is a reserved word and cannot name a module", loc)
+
+    def check_entry_name(self, name, loc: Loc) -> None:
+        """A named nn.Sequential entry: an identifier as a module name is, or ``ENTRY_NAME``."""
+        if not isinstance(name, str):
+            raise SpecError(f"'{name}': an nn.Sequential entry's name must be a string (quote it in YAML)", loc)
+        if not name:
+            raise SpecError("a module name cannot be empty (PyTorch's add_module refuses '')", loc)
+        if "." in name:
+            raise SpecError(f"'{name}': a module name cannot contain '.' (PyTorch's add_module refuses it: "
+                            "'.' separates the parts of a module path)", loc)
+        if "{" in name:
+            raise SpecError(f"'{name}': a named nn.Sequential entry's name is written out, not a template", loc)
+        if not ENTRY_NAME.match(name):
+            raise SpecError(f"'{name}' is not a valid nn.Sequential entry name (letters, digits, _ and -)", loc)
+        if exprs.is_identifier(name) or name.startswith("__"):
+            self.check_name(name, loc)
 
     def expr(self, raw, loc: Loc) -> ast.expr:
         if isinstance(raw, bool):

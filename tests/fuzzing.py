@@ -744,6 +744,13 @@ class _Gen:
         if not entries or not _fits(mode, shape, result):
             return None
         self.features.add("Sequential")
+        if (len(entries) + depth) % 3 == 1 and all(isinstance(e, (str, list)) for e in entries):
+            # named entries (an OrderedDict), names that are no identifiers among them (RegNet's
+            # block1-0); decided from what is drawn already, so that the other cases stay as they were
+            style = ["block{d}-{k}", "{k}x{d}", "s{k}", "class", "b-{k}"][len(owner.modules) % 5]
+            keys = [style.format(d=depth, k=k) if "{" in style else f"{style}{k}" for k in range(len(entries))]
+            entries = [{key: e} for key, e in zip(keys, entries)]
+            self.features.add("named Sequential entries")
         return {self.name("module", owner.modules): entries}, result
 
     def entries(self, owner, shape, mode, depth, count):

@@ -81,7 +81,8 @@ def test_the_cases_cover_the_whole_language(outcomes):
                   "in_channels", "in_h", "function expression", "comparison", "conditional group",
                   "conditional group in a Sequential", "conditional branch", "if on a merge", "named repeat",
                   "for table", "for table in a Sequential", "loop variable in an argument", "repeat count of an instance",
-                  "op argument", "op argument in a Sequential", "block argument op", "stock use:"}
+                  "op argument", "op argument in a Sequential", "block argument op", "stock use:",
+                  "named Sequential entries"}
     in_sequential = {f"{op} in a Sequential" for op in ops if OPS[op].module is not None and not OPS[op].parameter}
     assert {*ops, *in_sequential, *constructs} - seen == set()
     assert sum(o.kind == "ok" for o in outcomes) >= len(outcomes) // 4  # most specs get as far as running

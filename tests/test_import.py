@@ -346,6 +346,27 @@ def test_torchvision_model_imports_to_the_stock_spec(name, torchvision_imports, 
 
 
 @pytest.mark.slow
+def test_regnet_names_its_stages_entries_as_torchvision_does(torchvision, tmp_path):
+    """RegNet's AnyStage adds its blocks as `block1-0`, no identifier: they are named entries of an
+    nn.Sequential, and the keys, the totals and the outputs are torchvision's."""
+    from archspec.importer.target import build
+
+    torch.manual_seed(0)
+    model, records = build(torchvision.models.regnet_x_400mf, {}, "regnet_x_400mf")
+    _randomised(model, 32)
+    r = import_model(model, "regnet_x_400mf", (3, 32, 32), records)
+    assert yaml.safe_load(r.text)["blocks"]["Sequential"]["layers"][1]["block2"] == [
+        {"block2-0": "ResBottleneckBlock(64, stride=2, out=64, proj=true)"}, {"block2-1": "ResBottleneckBlock(64)"}]
+    t = r.compiled.analysis.totals
+    assert (t.params, t.buffers) == (sum(p.numel() for p in model.parameters()),
+                                     sum(b.numel() for b in model.buffers())) == (5495976, 37927)
+    mine = load_into(_module_of(r.compiled, tmp_path), model.state_dict())  # strictly, in order
+    assert "trunk_output.block4.block4-11.f.c.1.running_var" in mine.state_dict()
+    ya, yb = _outputs(model, mine, 32)
+    assert torch.equal(ya, yb)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
 def test_imported_inception_specs_read_like_the_stock_ones(name, torchvision_imports):
     """Blocks, not a flat list: the stock spec's block definitions, about its length."""

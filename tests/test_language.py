@@ -488,3 +488,41 @@ def test_what_an_op_argument_is_given(tmp_path, use, call, message):
             f"      - c: conv2d(4, 1)\n      {use}\nlayers:\n  - b: {call}\n")
     got = errors(tmp_path, spec)
     assert len(got) == 1 and got[0].startswith(message), got
+
+
+# --- named nn.Sequential entries (RegNet's block1-0) ---------------------------------------------
+
+def test_named_sequential_entries_keep_their_keys(tmp_path):
+    """Named entries are the keys of an OrderedDict: names that are no identifiers keep their keys,
+    generated == interpreter == deploy (build --verify), and draw quotes or rewrites them."""
+    from archspec.draw import to_dot, to_mermaid, view
+
+    text = (ROOT / "tests/specs/ok/named_entries.yaml").read_text()
+    c, source = built(tmp_path, text, "named_entries")
+    assert [k for k, _ in state_dict_shapes(c.graph) if k.startswith("trunk.stage")][:2] == [
+        "trunk.stage1.stage1-0.conv.weight", "trunk.stage1.stage1-0.bn.weight"]
+    assert "from collections import OrderedDict\n" in source
+    assert ('        self.trunk = nn.Sequential(OrderedDict([\n'
+            '            ("stage1", nn.Sequential(OrderedDict([\n'
+            '                ("stage1-0", Unit(8, 8)),\n') in source
+    assert '"trunk.stage1.stage1-0.bn" [' in to_dot(view(c, depth=0))
+    mermaid = to_mermaid(view(c, depth=0))
+    assert "trunk_stage1_stage1_0_bn[" in mermaid and "stage1-0  (Unit)" in mermaid
+
+
+@pytest.mark.parametrize("name,message", [
+    ("eval", "7:9: nn.Sequential entry 'eval' would hide nn.Module's own eval"),
+    ("s", "7:9: duplicate module name 's' in trunk (first at line 6)"),
+])
+def test_named_entries_pytorch_refuses_are_errors(tmp_path, name, message):
+    spec = f"""\
+        archspec: 1
+        name: net
+        input: [3, 8, 8]
+        layers:
+          - trunk:
+              - s: conv2d(4, 3)
+              - {name}: relu
+          - flatten
+        """
+    assert errors(tmp_path, spec)[0] == message

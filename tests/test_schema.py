@@ -57,6 +57,9 @@ BASE = {"archspec": 1, "name": "n", "input": [3, 32, 32], "layers": ["relu"]}
     ({**BASE, "args": {"act": "operator = relu"}}, "an unknown argument type"),
     ({**BASE, "layers": [{"repeat": 2}]}, "a module named repeat needs a call or a list"),
     ({**BASE, "layers": [{"1x1": "relu"}]}, "a name that is not an identifier"),
+    ({**BASE, "layers": [{"block1-0": "relu"}]}, "a named entry's name outside an nn.Sequential"),
+    ({**BASE, "layers": [{"trunk": [{"a.b": "relu"}]}]}, "a '.' in a named entry"),
+    ({**BASE, "layers": [{"trunk": [{"": "relu"}]}]}, "an empty name"),
     ({**BASE, "layers": [42]}, "a number is not a layer"),
     ({**BASE, "blocks": {"B": {"args": {"c": "integer"}, "layers": ["relu"]}}}, "unknown argument type"),
     ({**BASE, "aux": {"a": {"from": "x", "module": "relu"}}}, "aux head without loss_weight"),
@@ -77,6 +80,7 @@ def test_schema_refuses(validator, doc, why):
     {"archspec": 1, "extends": "googlenet.yaml", "name": "v", "blocks": {"Old": None},
      "edit": [{"after": "conv1", "insert": [{"n": "relu"}]}, {"remove": "maxpool1"}]},
     {"archspec": 1, "use": ["basic.yaml"], "blocks": {"B": {"args": {"c": {"type": "size", "default": 1}}, "layers": []}}},
+    {**BASE, "layers": [{"trunk": [{"block1": [{"block1-0": "relu"}, {"block1-1": ["relu"]}]}]}]},
     {**BASE, "outputs": {"type": "GoogLeNetOutputs", "fields": {"logits": "main", "aux_logits2": "aux2"}}},
     {**BASE, "args": {"act": "op = relu"}, "layers": [
         {"repeat": 2, "as": "i", "body": [{"conv{i + 1}": "conv2d(8, 1)"}], "if": "true"},

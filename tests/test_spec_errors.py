@@ -39,8 +39,21 @@ CASES = {
     "aux_unknown_field": "11:5: error: missing required field 'loss_weight'",
     # --- validation: items, names, argument declarations -------------------------------------------
     "bad_module_name": "6:5: error: '1conv' is not a valid module name "
-                       "(letters, digits and _, not starting with a digit, not a Python keyword)",
-    "named_in_sequential": "8:9: error: 'act': modules inside an nn.Sequential are numbered, not named",
+                       "(letters, digits and _, not starting with a digit, not a Python keyword); such a name may "
+                       "name only an entry of an nn.Sequential whose entries are named",
+    "named_in_sequential": "8:9: error: 'act': the entries of an nn.Sequential are all numbered or all named (the "
+                           "keys of an OrderedDict); entry 1 (line 7) is not named",
+    "entries_mixed": "7:9: error: 'block1-0': the entries of an nn.Sequential are all numbered or all named (the "
+                     "keys of an OrderedDict); entry 2 (line 8) is not named",
+    "entry_in_repeat": "9:13: error: 'block1-0': a named nn.Sequential entry cannot be in the body of a repeat:, "
+                       "for: or if: (write each named entry out)",
+    "entry_name_outside": "6:5: error: 'block1-0' is not a valid module name (letters, digits and _, not starting "
+                          "with a digit, not a Python keyword); such a name may name only an entry of an "
+                          "nn.Sequential whose entries are named",
+    "entry_name_dot": "7:9: error: 'a.b': a module name cannot contain '.' (PyTorch's add_module refuses it: '.' "
+                      "separates the parts of a module path)",
+    "entry_name_empty": "7:9: error: a module name cannot be empty (PyTorch's add_module refuses '')",
+    "entry_name_chars": "7:9: error: 'block 1' is not a valid nn.Sequential entry name (letters, digits, _ and -)",
     "repeat_same_name": "8:9: error: duplicate module name 'conv' in the model: a loop names its modules by a "
                         "template over its variable, e.g. 'conv{i}' with as: i",
     "concat_one_branch": "7:7: error: concat needs a list of at least two branches",
@@ -178,7 +191,8 @@ def test_validation_errors_are_reported_together():
         f"{B}/several_errors.yaml:8:25: error: argument 'k' has unknown type 'sise' "
         "(expected one of int, float, bool, size, number, op)",
         f"{B}/several_errors.yaml:13:5: error: 'class' is not a valid module name "
-        "(letters, digits and _, not starting with a digit, not a Python keyword)",
+        "(letters, digits and _, not starting with a digit, not a Python keyword); such a name may name only "
+        "an entry of an nn.Sequential whose entries are named",
         f"{B}/several_errors.yaml:16:1: error: unknown field 'output_stride'",
     ]
 

@@ -35,7 +35,7 @@ class Problem:
 @dataclass(eq=False)
 class Mod:
     """One nn.Module instance. ``kind``: ``op`` (a catalog op), ``seq`` (an nn.Sequential of
-    numbered entries), ``block`` (its forward traced into ``body``) or ``unsupported``."""
+    numbered entries, or of named ones where a name is no identifier), ``block`` (its forward traced into ``body``) or ``unsupported``."""
 
     path: str
     cls: str  # qualified class name: torchvision.models.googlenet.Inception
@@ -43,6 +43,7 @@ class Mod:
     kind: str
     op: OpCall | None = None
     entries: list = field(default_factory=list)  # seq: [Mod]
+    names: tuple | None = None  # seq: its entries' names where they are named (an OrderedDict's keys), else None
     body: list = field(default_factory=list)  # block: items
     ctor: dict = field(default_factory=dict)  # the constructor's arguments, as it was called
     defaults: dict = field(default_factory=dict)  # the constructor's parameters with defaults

@@ -90,6 +90,8 @@ def _branch(b: list):
 def render_value(v):
     if isinstance(v, TCall):
         return call_text(v)
+    if isinstance(v, TSeq) and v.names is not None:  # named entries are written out, each its key
+        return [{name: render_value(e)} for name, e in zip(v.names, v.entries)]
     if isinstance(v, TSeq):
         return runs([render_value(e) for e in v.entries])
     return Marked(v.problem)

@@ -215,7 +215,7 @@ def _item(p, o, env: _Env) -> bool:
 
 def _value(p, o, env: _Env) -> bool:
     if isinstance(p, TSeq) and isinstance(o, TSeq):
-        return len(p.entries) == len(o.entries) and all(_value(a, b, env) for a, b in zip(p.entries, o.entries))
+        return p.names == o.names and len(p.entries) == len(o.entries) and all(_value(a, b, env) for a, b in zip(p.entries, o.entries))
     if isinstance(p, TCall) and isinstance(o, TCall):
         if p.callee is not o.callee and p.callee != o.callee:
             return False

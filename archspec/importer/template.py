@@ -35,6 +35,7 @@ class TCall:
 @dataclass
 class TSeq:
     entries: list
+    names: tuple | None = None  # named entries (an OrderedDict's keys, RegNet's block1-0); None: numbered
 
 
 @dataclass
@@ -123,7 +124,7 @@ def shape_of(tree):
         callee = tree.callee if isinstance(tree.callee, str) else ("block", id(tree.callee))
         return ("call", callee, tuple((n, shape_of(s)) for n, s in tree.params))
     if isinstance(tree, TSeq):
-        return ("seq", shape_of(tree.entries))
+        return ("seq", tree.names, shape_of(tree.entries))
     if isinstance(tree, TNamed):
         return ("named", tree.name, shape_of(tree.value), tree.cond)
     if isinstance(tree, TFn):
@@ -159,7 +160,7 @@ class Templates:
         if mod.kind == "op":
             return op_call(mod.op, hint)
         if mod.kind == "seq":
-            return TSeq([self.value(e, f"{hint}_{i}") for i, e in enumerate(mod.entries)])
+            return TSeq([self.value(e, f"{hint}_{i}") for i, e in enumerate(mod.entries)], mod.names)
         if mod.kind == "block":
             call = self.calls[id(mod)]
             return TCall(call.callee, [(n, replace(s, hint=f"{hint}_{n}", short=n)) for n, s in call.params])

@@ -17,7 +17,7 @@ from collections import Counter
 
 from ..errors import Loc
 from ..ops import OPS
-from ..validate import RESERVED
+from ..validate import ENTRY_NAME, RESERVED
 from . import catalog
 from .catalog import Refused, Step
 from .ir import AuxHead, Fn, GNode, Mod, NotExpressible, Param, Problem, Traced, Use, decompose
@@ -141,6 +141,13 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+def _entry_problem(name: str) -> str | None:
+    """Why a named nn.Sequential entry's name cannot be written (None: it can)."""
+    if not ENTRY_NAME.match(name):
+        return f"the module name '{name}' is not letters, digits, _ and -, as a named nn.Sequential entry's must be"
+    return _name_problem(name) if name.isidentifier() or name.startswith("__") else None
+
+
 def _wrapped() -> tuple:
     """The Python functions fx should keep whole (catalog.WRAPPED), of modules already imported."""
     out = []
@@ -246,14 +253,21 @@ class _Importer:
     def sequential(self, m, path: str) -> Mod:
         cls = type(m)
         names = [n for n, c in m.named_children()]
-        if names == [str(i) for i in range(len(names))]:
+        # named entries (an OrderedDict) with a name that is no identifier (RegNet's block1-0): a
+        # Sequential of named entries, the one place a spec may write such a name
+        keyed = names != [str(i) for i in range(len(names))] and any(_name_problem(n) for n in names)
+        if keyed or names == [str(i) for i in range(len(names))]:
+            for n in names if keyed else ():
+                problem = _entry_problem(n)
+                if problem:
+                    return self.unsupported(m, _join(path, n), problem)
             entries = [self.convert(c, _join(path, n)) for n, c in m.named_children()]
             for e in entries:
                 if e.after:
                     return self.unsupported(m, e.path, f"a {e.short} applies its activation itself, which an "
                                                        "nn.Sequential entry of a spec cannot")
-            return Mod(path, _qualname(cls), cls.__name__, "seq", entries=entries)
-        for n in names:  # named entries (an OrderedDict): a chain of named items, a block
+            return Mod(path, _qualname(cls), cls.__name__, "seq", entries=entries, names=tuple(names) if keyed else None)
+        for n in names:  # named entries that are identifiers: a chain of named items, a block
             problem = _name_problem(n)
             if problem:
                 return self.unsupported(m, _join(path, n), problem)
