@@ -55,6 +55,13 @@ class Call:
     loc: Loc
 
 
+# A named nn.Sequential entry's name (torchvision's RegNet: `trunk_output.block1.block1-0`) may be
+# more than an identifier: the generated module never reads it as an attribute, only as a key of the
+# OrderedDict it builds the Sequential from. Letters, digits, _ and - only: PyTorch refuses '.' and
+# '' (add_module), and no character needs quoting in generated source or in a path's text.
+ENTRY_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
 def is_identifier(name) -> bool:
     return isinstance(name, str) and bool(_IDENT.match(name)) and not keyword.iskeyword(name)
 

@@ -8,8 +8,7 @@ and proves the graph acyclic, so no general graph algorithm is needed here (arch
 from __future__ import annotations
 
 from .errors import LintError, raise_all
-from .exprs import is_identifier
-from .validate import ENTRY_NAME
+from .exprs import ENTRY_NAME, is_identifier
 from .graph import Graph, is_topological
 from .ops import OPS
 

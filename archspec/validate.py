@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -22,11 +21,7 @@ from .ops import MERGES, OPS, USER_OPS
 # Names with a meaning of their own where a layer name is expected (`input`: the network's input
 # in the graph, draw and diff).
 RESERVED = {"concat", "add", "mul", "if", "self", "forward", "training", "x", "input"}
-# A named nn.Sequential entry's name (torchvision's RegNet: `trunk_output.block1.block1-0`) may be
-# more than an identifier: the generated module never reads it as an attribute, only as a key of the
-# OrderedDict it builds the Sequential from. Letters, digits, _ and - only: PyTorch refuses '.' and
-# '' (add_module), and no character needs quoting in generated source or in a path's text.
-ENTRY_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
+ENTRY_NAME = exprs.ENTRY_NAME  # a named nn.Sequential entry's name (exprs.py says why)
 # Keys that name a way of joining tensors but are no merge: with a list of branches they are an
 # error (did you mean ...), not an nn.Sequential of that name.
 MERGE_WORDS = {"cat": "concat", "concatenate": "concat", "stack": "concat", "sum": "add", "plus": "add",
