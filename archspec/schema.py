@@ -49,7 +49,22 @@ def _calls_doc() -> str:
 
 
 def _defs() -> dict:
-    return {**_layer_defs(), **_construct_defs(), **_other_defs()}
+    return {**_layer_defs(), **_entry_def(), **_construct_defs(), **_other_defs()}
+
+
+def _entry_def() -> dict:
+    """A named nn.Sequential entry (RegNet's block1-0)."""
+    return {
+        "Entry": {
+            "type": "object",
+            "description": "a named nn.Sequential entry, a key of the OrderedDict it is built from: its name may "
+                           "also be letters, digits, _ and - that are no identifier (RegNet's block1-0)",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "propertyNames": {"pattern": ENTRY, "not": {"enum": [*MERGES, "body", "repeat", "for", "if"]}},
+            "additionalProperties": {"anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}]},
+        },
+    }
 
 
 def _layer_defs() -> dict:
@@ -107,15 +122,6 @@ def _layer_defs() -> dict:
                            "or {name: call} / {name: [...]} (named entries: all of a Sequential's or none)",
             "anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}, _ref("Repeat"), _ref("For"),
                       _ref("Group"), _ref("Entry")],
-        },
-        "Entry": {
-            "type": "object",
-            "description": "a named nn.Sequential entry, a key of the OrderedDict it is built from: its name may "
-                           "also be letters, digits, _ and - that are no identifier (RegNet's block1-0)",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "propertyNames": {"pattern": ENTRY, "not": {"enum": [*MERGES, "body", "repeat", "for", "if"]}},
-            "additionalProperties": {"anyOf": [_ref("Call"), {"type": "array", "items": _ref("SeqItem")}]},
         },
     }
 
