@@ -108,6 +108,11 @@ class ExpandError(ArchspecError):
     stage = "expand"
 
 
+class StructureError(ExpandError):
+    """An item that is wrong whatever the arguments' values (an unknown op or block, an argument it
+    does not have, a stateful op without a name): an error under an ``if:`` that is false too."""
+
+
 class LintError(ArchspecError):
     """The lowered graph is malformed."""
 

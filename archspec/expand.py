@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import exprs
-from .errors import ArchspecError, ExpandError, Loc, raise_all
+from .errors import ArchspecError, ExpandError, Loc, StructureError, raise_all
 from .ops import OPS, REQUIRED, USER_OPS, OpAttrError, OpShapeError
 from .validate import (RESERVED, CallItem, ForItem, GroupItem, MergeItem, NamedItem, RepeatItem, Resolved,
                        exprs_required, op_value_problem)
@@ -184,16 +184,16 @@ def bind(call: exprs.Call, params: list, env: dict, owner: str, errors: list | N
     loc = call.loc
     names = [p[0] for p in params]
     if len(call.args) > len(params):
-        raise ExpandError(f"{owner} takes at most {len(params)} positional argument{'s' if len(params) != 1 else ''} "
+        raise StructureError(f"{owner} takes at most {len(params)} positional argument{'s' if len(params) != 1 else ''} "
                           f"({', '.join(names) or 'none'}), got {len(call.args)}", loc)
     given = {}
     for (name, _, _), expr in zip(params, call.args):
         given[name] = expr
     for name, expr in call.kwargs:
         if name not in names:
-            raise ExpandError(f"{owner} has no argument '{name}' (expected {', '.join(names) or 'none'})", loc)
+            raise StructureError(f"{owner} has no argument '{name}' (expected {', '.join(names) or 'none'})", loc)
         if name in given:
-            raise ExpandError(f"{owner} got argument '{name}' twice", loc)
+            raise StructureError(f"{owner} got argument '{name}' twice", loc)
         given[name] = expr
     out = {}
     for name, type_, default in params:
@@ -213,7 +213,7 @@ def bind(call: exprs.Call, params: list, env: dict, owner: str, errors: list | N
                                   f"{exprs.float_hint(value, given[name])}", loc)
             out[name] = checked
         elif default is REQUIRED or default is exprs_required:
-            raise ExpandError(f"{owner} is missing required argument '{name}'", loc)
+            raise StructureError(f"{owner} is missing required argument '{name}'", loc)
         else:
             out[name] = default
     return out
@@ -309,15 +309,15 @@ class _Expander:
     def func(self, item: CallItem, env: dict, shape) -> tuple:
         name = item.call.name
         if isinstance(env.get(name), exprs.OpValue):
-            raise ExpandError(f"'{name}' is an argument of type op, a module class: in a body it needs a name "
+            raise StructureError(f"'{name}' is an argument of type op, a module class: in a body it needs a name "
                               f"(write '- {name}: {name}'); in an nn.Sequential it is an entry", item.loc)
         if name in self.r.blocks:
-            raise ExpandError(f"block '{name}' needs a name here: write '- name: {item.call.text}'", item.loc)
+            raise StructureError(f"block '{name}' needs a name here: write '- name: {item.call.text}'", item.loc)
         op = self.op(item.call)
         if op.stateful:
-            raise ExpandError(f"'{name}' has parameters or state and needs a name: write '- name: {item.call.text}'", item.loc)
+            raise StructureError(f"'{name}' has parameters or state and needs a name: write '- name: {item.call.text}'", item.loc)
         if op.function is None:
-            raise ExpandError(f"'{name}' can only be used as a named module here: write '- name: {item.call.text}'", item.loc)
+            raise StructureError(f"'{name}' can only be used as a named module here: write '- name: {item.call.text}'", item.loc)
         self._count(item.loc)
         attrs = op_attrs(item.call, env)
         return Func(name, attrs, item.loc, item.call, item), self.shape_of(name, [shape], attrs, item.loc, name)
@@ -555,25 +555,29 @@ class _Expander:
     def shadow(self, build):
         """What an absent item would have been, expanded detached from the network (no names taken,
         nothing registered), for the code of configurations the spec does not instantiate; None when
-        it cannot be expanded (the condition guarded an error). Counted against the bounds."""
+        it cannot be expanded (the condition guarded an error; a ``StructureError`` is reported all the
+        same). Counted against the bounds."""
         errors, names, self.errors, self.child_names = self.errors, self.child_names, [], {}
         shape_error = self.shape_error
         try:
             out = build()
-            return None if self.errors else out
-        except ArchspecError:
+            found = self.errors
+        except ArchspecError as exc:
             if self.too_large:
                 raise self.too_large from None
-            return None
+            out, found = None, [exc]
         finally:
             self.errors, self.child_names, self.shape_error = errors, names, shape_error
+        # what no argument's value can make right is an error under a false condition too
+        self.errors.extend(e for e in found if isinstance(e, StructureError) and e not in self.errors)
+        return None if found else out
 
     def op(self, call: exprs.Call):
         if call.name not in OPS or call.name not in USER_OPS:
             names = sorted([*USER_OPS, *self.r.blocks])
             close = difflib.get_close_matches(call.name, names, n=1, cutoff=0.8)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ExpandError(f"unknown op or block '{call.name}' (known: {', '.join(names)}){hint}", call.loc)
+            raise StructureError(f"unknown op or block '{call.name}' (known: {', '.join(names)}){hint}", call.loc)
         return OPS[call.name]
 
     def _count(self, loc: Loc) -> None:
