@@ -102,13 +102,13 @@ def test_one_block_per_class_with_the_constructors_argument_names(tmp_path):
     spec = yaml.safe_load(r.text)
     assert spec["blocks"] == {"Unit": {
         "doc": "import_models.Unit (5 instances in the model).",
-        "args": {"out": "int", "stride": "size = 1", "proj": "bool = false"},  # the module present or not: if:
+        "args": {"out": "int", "stride": "size = 1", "project": "bool = false"},  # the constructor's flag: if:
         "layers": [{"add": [[{"conv": "conv2d(out, 3, stride=stride, padding=1, bias=false)"},
                              {"bn": "batchnorm2d(eps=0.001)"}],
-                            {"proj": "conv2d(out, 1, stride=stride, bias=false)", "if": "proj"}]},
+                            {"proj": "conv2d(out, 1, stride=stride, bias=false)", "if": "project"}]},
                    "relu"]}}
     assert spec["layers"][1:3] == [{"stage1": [{"repeat": 3, "body": ["Unit(4)"]}]},
-                                   {"stage2": ["Unit(8, stride=2, proj=true)", "Unit(8)"]}]
+                                   {"stage2": ["Unit(8, stride=2, project=true)", "Unit(8)"]}]
     # stem 112 + 3 x 152 + (288 + 16 + 32) + (576 + 16) + fc 90; MACs at 16 x 16 (conv and linear)
     assert spec["expect"] == {"params": 1586, "params_eval": 1586, "buffers": 61, "macs": 195664, "output": [10]}
     import import_models
@@ -387,16 +387,36 @@ def test_imported_inception_specs_read_like_the_stock_ones(name, torchvision_imp
 
 
 @pytest.mark.slow
-def test_widths_of_the_input_are_written_in_channels(torchvision_imports):
-    """MobileNet v2's expansion (in_channels * 6), depthwise groups and residual width are the
-    block's input width, as a person writes them: no argument carries them, and the blocks with a
-    shortcut take none (so that runs of them are repeats)."""
+def test_variants_of_a_class_are_one_block_with_conditions(torchvision_imports):
+    """MobileNet v2's blocks with and without the expansion 1x1 and the shortcut are one block,
+    as specs/mobilenet_v2.yaml writes it: the expansion's condition tests the argument its own
+    widths use, the shortcut's says the shapes agree; widths of the input are in_channels (the
+    expansion in_channels times the constructor's expand_ratio), so runs of blocks are repeats."""
     _, r = torchvision_imports("mobilenet_v2")
     spec = yaml.safe_load(r.text)
-    assert spec["blocks"]["InvertedResidual2"]["args"] == {"oup": "int", "stride": "size = 1"}
-    assert "args" not in spec["blocks"]["InvertedResidual3"]
-    assert spec["blocks"]["InvertedResidual3"]["layers"] == [{"add": [[], {"conv": [
-        ["conv2d(in_channels * 6, 1, bias=false)", "batchnorm2d", "relu6"],
-        ["conv2d(in_channels * 6, 3, padding=1, groups=in_channels * 6, bias=false)", "batchnorm2d", "relu6"],
-        "conv2d(in_channels, 1, bias=false)", "batchnorm2d"]}]}]
-    assert {"repeat": 3, "body": ["InvertedResidual3"]} in spec["layers"][0]["features"]
+    block = spec["blocks"]["InvertedResidual"]
+    assert block["args"] == {"oup": "int", "expand_ratio": "int", "stride": "size = 1"}
+    wide = "in_channels * expand_ratio"
+    assert block["layers"] == [{"add": [{"if": "stride == 1 and in_channels == oup", "body": []}, {"conv": [
+        {"if": "expand_ratio != 1", "body": [[f"conv2d({wide}, 1, bias=false)", "batchnorm2d", "relu6"]]},
+        [f"conv2d({wide}, 3, stride=stride, padding=1, groups={wide}, bias=false)", "batchnorm2d", "relu6"],
+        "conv2d(oup, 1, bias=false)", "batchnorm2d"]}]}]
+    assert {"repeat": 3, "body": ["InvertedResidual(96, expand_ratio=6)"]} in spec["layers"][0]["features"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
+def test_imported_mobile_specs_read_like_the_stock_ones(name, torchvision_imports):
+    """One block per class, as the stock spec has (its variants merged: the items only some
+    instances have carry if:), and about its length."""
+    _, r = torchvision_imports(name)
+    ours = yaml.safe_load(r.text)
+    stock = yaml.safe_load((ROOT / "specs" / f"{name}.yaml").read_text())
+    assert sorted(ours["blocks"]) == sorted(stock["blocks"])
+    body = yaml.safe_dump(ours["blocks"])
+    assert body.count("if:") == yaml.safe_dump(stock["blocks"]).count("if:")
+
+    def lines(text):
+        return sum(1 for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+    assert lines(r.text) <= 1.2 * lines((ROOT / "specs" / f"{name}.yaml").read_text())

@@ -73,6 +73,9 @@ def identifier(name: str, taken: set) -> str:
     return out
 
 
+WIDTHS = {"out", "out_channels", "out_features", "num_features", "groups"}  # slots that hold a width
+
+
 class Arguments:
     """The arguments of one group, slot by slot."""
 
@@ -110,9 +113,27 @@ class Arguments:
         if self.inch is not None and all(v is HOLE or same(v, c) for v, c in zip(vec, self.inch)):
             return "in_channels"  # the input's width, as a person writes a depthwise or residual width
         text = self.reuse(vec, slot) or self.derived(vec)
-        if text is None and self.inch is not None and not self.carried(vec):
-            text = self.derived(vec, [("in_channels", self.inch)])  # an expansion: in_channels * 6
+        if text is None and self.inch is not None and not self.carried(vec):  # in_channels * 6
+            text = self.scaled(vec) or self.derived(vec, [("in_channels", self.inch)])
         return text or self.fresh(vec, present, slot)
+
+    def scaled(self, vec) -> str | None:
+        """``in_channels * expand_ratio``: the input's width times an int constructor parameter that
+        differs between instances (variants merged: MobileNet v2's blocks with and without an
+        expansion)."""
+        for p in self.members[0][0].ctor:
+            ps = tuple(m.ctor.get(p) for m, _ in self.members)
+            if not all(_positive(x) for x in ps) or len(set(ps)) == 1:
+                continue
+            if all(v is HOLE or v == c * x for v, c, x in zip(vec, self.inch, ps)):
+                if p in self.vecs and self.vecs[p] == ps:
+                    return f"in_channels * {p}"
+                if p in self.taken or identifier(p, self.taken) != p:
+                    continue
+                default = self.members[0][0].defaults.get(p, REQUIRED)
+                self.add(Arg(p, "int", default if _positive(default) else REQUIRED), ps, Slot(ps[0], "int", p, short=p))
+                return f"in_channels * {p}"
+        return None
 
     def reuse(self, vec, slot: Slot, alike: bool = False) -> str | None:
         """An argument already taken that has the same numbers (where both are built); ``alike``:
@@ -130,20 +151,57 @@ class Arguments:
     def fresh(self, vec, present: list, slot: Slot) -> str:
         common = max(present, key=lambda v: sum(1 for p in present if same(p, v)))
         filled = tuple(common if v is HOLE else v for v in vec)  # an item not built takes any value
+        name = self.ctor_name(vec) if len(present) < len(vec) else None
+        if name is not None:  # ... and the constructor's, where a parameter carried the others
+            filled = tuple(m.ctor[name] for m, _ in self.members)
         arg = self.new(slot, filled)
-        if len(present) < len(vec) and arg.default is REQUIRED:
+        if len(present) < len(vec) and arg.default is REQUIRED and name is None:
             arg.default = canon(common)  # so that the instances without the item need not give it
         return self.add(arg, filled, slot)
 
-    def flag(self, item, vec) -> str:
-        """The bool argument that says whether an optional item is built."""
+    def flag(self, hint: str, vec) -> str:
+        """The bool argument that says whether an optional part is built."""
         for a in self.args:
             if a.type == "bool" and self.vecs[a.name] == vec:
                 return a.name
         common = max((False, True), key=lambda v: (vec.count(v), v is False))
-        arg = Arg(identifier(item.name, self.taken), "bool", common)
-        self.add(arg, vec, Slot(common, "bool", item.name, common))
+        arg = Arg(identifier(hint, self.taken), "bool", common)
+        self.add(arg, vec, Slot(common, "bool", hint, common))
         return arg.name
+
+    def ctor_flag(self, vec) -> str | None:
+        """A bool constructor parameter that says whether the part is built (``project``)."""
+        name = self.ctor_name(vec)
+        if name is None:
+            return None
+        default = self.members[0][0].defaults.get(name, REQUIRED)
+        return self.add(Arg(name, "bool", default if isinstance(default, bool) else REQUIRED), vec,
+                        Slot(vec[0], "bool", name, REQUIRED))
+
+    def condition(self, vec, own: str) -> str | None:
+        """An expression over the arguments and in_channels true exactly where the part is built:
+        a test of an argument the part's own numbers use (``expand_ratio != 1``), two widths equal
+        (``in_channels == out``, with ``stride == 1 and`` where the block has a stride: a shortcut
+        needs both), any argument against a value, then two of these together."""
+        values = {a.name: self.vecs[a.name] for a in self.args
+                  if a.type != "bool" and all(v is not HOLE for v in self.vecs[a.name])}
+        atoms = self._atoms(values, vec, set(re.findall(r"\w+", own)))
+        exact = [t for t, truth in atoms if truth == vec]
+        if not exact:
+            return _conjunction(atoms, vec)
+        if re.fullmatch(r"\w+ == [A-Za-z_]\w*", exact[0]):  # a shortcut's widths: and its stride
+            stride = next((n for n in values if "stride" in self.shorts[n]), None)
+            if stride is not None and all(same(v, 1) for v, b in zip(values[stride], vec) if b):
+                return f"{stride} == 1 and {exact[0]}"
+        return exact[0]
+
+    def _atoms(self, values: dict, vec, used: set) -> list:
+        """The tests ``condition`` tries, in order: [(text, truth per instance)]."""
+        widths = [("in_channels", self.inch)] if self.inch is not None else []
+        widths += [(n, v) for n, v in values.items() if self.shorts[n] & WIDTHS and all(_positive(x) for x in v)]
+        atoms = [t for n in values if n in used for t in _value_tests(n, values[n], vec)]
+        atoms += _width_tests(widths)
+        return atoms + [t for n in values if n not in used for t in _value_tests(n, values[n], vec)]
 
     def add(self, arg: Arg, vec, slot: Slot) -> str:
         self.taken.add(arg.name)
@@ -177,7 +235,7 @@ class Arguments:
         for p in self.members[0][0].ctor:
             if p in self.taken or identifier(p, self.taken) != p:
                 continue
-            if all(p in m.ctor and same(m.ctor[p], v) for (m, _), v in zip(self.members, vec)):
+            if all(p in m.ctor and (v is HOLE or same(m.ctor[p], v)) for (m, _), v in zip(self.members, vec)):
                 return p
         return None
 
@@ -209,6 +267,38 @@ class Arguments:
         return [a for a in ordered if a.default is REQUIRED] + [a for a in ordered if a.default is not REQUIRED]
 
 
+def _conjunction(atoms: list, vec) -> str | None:
+    """Two tests, each true wherever the part is built, together true exactly there."""
+    holds = [(t, truth) for t, truth in atoms if all(x for x, b in zip(truth, vec) if b)]
+    for i, (p, pt) in enumerate(holds):
+        for q, qt in holds[i + 1:]:
+            if tuple(x and y for x, y in zip(pt, qt)) == vec:
+                return f"{p} and {q}"
+    return None
+
+
+def _width_tests(widths: list) -> list:
+    """``p == q`` and ``p != q`` for two widths: [(text, truth per instance)]."""
+    out = []
+    for i, (p, pv) in enumerate(widths):
+        for q, qv in widths[i + 1:]:
+            eq = tuple(same(x, y) for x, y in zip(pv, qv))
+            out += [(f"{p} == {q}", eq), (f"{p} != {q}", tuple(not e for e in eq))]
+    return out
+
+
+def _value_tests(name: str, values, vec) -> list:
+    """``name != v`` (v its value wherever the part is absent), ``name == v`` (wherever present)."""
+    out = []
+    for want, op in ((False, "!="), (True, "==")):
+        seen = {canon(v) for v, b in zip(values, vec) if b is want}
+        if len(seen) == 1 and isinstance(next(iter(seen)), (int, float, tuple)):
+            v = next(iter(seen))
+            truth = tuple((not same(x, v)) if op == "!=" else same(x, v) for x in values)
+            out.append((f"{name} {op} {lit(v)}", truth))
+    return out
+
+
 def _positive(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
@@ -235,8 +325,11 @@ def define(group: Group, calls: dict, num_classes: int | None = None) -> None:
     members = [(m, slots(t)) for m, (t, _) in projected]
     args = Arguments(members, _classes_slot(group, num_classes))
     group.texts = [args.text(j) for j in range(len(members[0][1]))]
-    for k, item in enumerate(optionals(group.template)):
-        item.cond = args.flag(item, tuple(flags[k] for _, (_, flags) in projected))
+    index = {id(s): j for j, s in enumerate(slots(group.template))}
+    for k, (part, set_cond, hint) in enumerate(optionals(group.template)):
+        vec = tuple(flags[k] for _, (_, flags) in projected)
+        own = " ".join(group.texts[index[id(s)]] for s in slots(part))
+        set_cond(args.ctor_flag(vec) or args.condition(vec, own) or args.flag(hint, vec))
     group.args = args.finish()
     for i, (m, _) in enumerate(members):
         params = [(a.name, Slot(args.vecs[a.name][i], a.type, a.name, a.default)) for a in group.args]

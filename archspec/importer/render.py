@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from ..ops import OPS, REQUIRED
 from .ir import Problem
-from .template import Slot, TCall, TFn, TNamed, TSeq, lit, walk
+from .template import Slot, TCall, TFn, TNamed, TOpt, TSeq, lit, walk
 
 class Marked:
     """An item that could not be imported (--partial): ``identity`` with the reason beside it."""
@@ -75,7 +75,8 @@ def render_item(it):
         return out
     if isinstance(it, TFn):
         return render_value(it.value)
-    merged = {it.kind: [_branch(b) for b in it.branches]}
+    conds = it.conds or [None] * len(it.branches)
+    merged = {it.kind: [_branch(b) if c is None else {"if": c, "body": render_items(b)} for b, c in zip(it.branches, conds)]}
     if it.split is not None:
         merged["split"] = list(it.split) if isinstance(it.split, tuple) else it.split
     return merged
@@ -93,7 +94,8 @@ def render_value(v):
     if isinstance(v, TSeq) and v.names is not None:  # named entries are written out, each its key
         return [{name: render_value(e)} for name, e in zip(v.names, v.entries)]
     if isinstance(v, TSeq):
-        return runs([render_value(e) for e in v.entries])
+        return runs([{"if": e.cond, "body": [render_value(e.value)]} if isinstance(e, TOpt) else render_value(e)
+                     for e in v.entries])
     return Marked(v.problem)
 
 

@@ -60,6 +60,15 @@ class TMerge:
     kind: str
     split: object
     branches: list
+    conds: list | None = None  # a condition per branch (None: always there), or None for none
+
+
+@dataclass
+class TOpt:
+    """An entry of a Sequential that only some instances have: ``{if: cond, body: [value]}``."""
+
+    value: object  # TCall or TSeq
+    cond: str | None = None
 
 
 # --- templates ------------------------------------------------------------------------------------
@@ -97,7 +106,7 @@ def walk(tree, fn):
         return replace(tree, params=[(n, walk(s, fn)) for n, s in tree.params])
     if isinstance(tree, TSeq):
         return replace(tree, entries=walk(tree.entries, fn))
-    if isinstance(tree, (TNamed, TFn)):
+    if isinstance(tree, (TNamed, TFn, TOpt)):
         return replace(tree, value=walk(tree.value, fn))
     if isinstance(tree, TMerge):
         return replace(tree, branches=[walk(b, fn) for b in tree.branches])
@@ -129,8 +138,11 @@ def shape_of(tree):
         return ("named", tree.name, shape_of(tree.value), tree.cond)
     if isinstance(tree, TFn):
         return ("fn", shape_of(tree.value))
+    if isinstance(tree, TOpt):
+        return ("opt", shape_of(tree.value), tree.cond)
     if isinstance(tree, TMerge):
-        return ("merge", tree.kind, repr(tree.split), tuple(shape_of(b) for b in tree.branches))
+        conds = tuple(tree.conds) if tree.conds else None
+        return ("merge", tree.kind, repr(tree.split), tuple(shape_of(b) for b in tree.branches), conds)
     if isinstance(tree, TMarked):
         return ("marked", id(tree))
     return repr(tree)

@@ -11,7 +11,7 @@ import yaml
 
 from .render import Marked
 
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_ (),.=*/+'\-]*(:[A-Za-z0-9_./\-]+)*\Z")
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_ (),.=!<>*/+'\-]*(:[A-Za-z0-9_./\-]+)*\Z")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "none", "y", "n", "~"}
 _SECTIONS = ("use", "args", "blocks", "layers", "aux", "outputs", "expect")
 
