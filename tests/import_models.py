@@ -140,6 +140,28 @@ class Dense(nn.Module):
         return torch.cat([x, y, self.b(y)], 1)
 
 
+class Picked(nn.Module):
+    """A module given a list of tensors that reads one of them: not their concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, xs):
+        return self.conv(xs[0])
+
+
+class GivenList(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 3, 1)
+        self.pick = Picked()
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.pick([x])
+
+
 class Unused(nn.Module):
     def __init__(self):
         super().__init__()

@@ -97,6 +97,25 @@ def test_functional_calls_become_catalog_ops_and_merges(tmp_path):
     assert (ya - yb).abs().max() <= 1e-6 * ya.abs().max()  # mean and adaptive pooling round alike, not bitwise
 
 
+def test_densenet_layers_given_the_features_so_far_are_concats(torchvision, tmp_path):
+    """torchvision's _DenseBlock passes each layer the list of the features so far, which the layer
+    concatenates: x = cat([x, layer(x)]) each time (concatenation is associative), written as the
+    language writes dense connectivity; the keys are torchvision's and the outputs equal."""
+    torch.manual_seed(0)
+    model = torchvision.models.DenseNet(growth_rate=4, block_config=(2, 3), num_init_features=8, bn_size=2,
+                                        num_classes=10)
+    randomise_batchnorm(model)
+    r = import_model(model, "densenet", (3, 32, 32))
+    blocks = yaml.safe_load(r.text)["blocks"]
+    assert blocks["DenseBlock2"]["layers"] == [{"concat": [[], {f"denselayer{i}": "DenseLayer"}]} for i in (1, 2, 3)]
+    assert blocks["DenseLayer"]["layers"] == [
+        {"norm1": "batchnorm2d"}, {"relu1": "relu"}, {"conv1": "conv2d(8, 1, bias=false)"},
+        {"norm2": "batchnorm2d"}, {"relu2": "relu"}, {"conv2": "conv2d(4, 3, padding=1, bias=false)"}]
+    mine = load_into(_module_of(r.compiled, tmp_path), model.state_dict())
+    ya, yb = _outputs(model, mine, 32)
+    assert torch.equal(ya, yb)
+
+
 def test_one_block_per_class_with_the_constructors_argument_names(tmp_path):
     r = import_target(f"{MODELS}:units", {"width": 4}, (3, 16, 16))
     spec = yaml.safe_load(r.text)
@@ -163,6 +182,8 @@ REFUSED = [
               "input) (cat)", "y = torch.cat("),
     ("Unused", "spare (Linear): is never called by its parent's forward: its state_dict keys would be lost",
      "self.spare ="),
+    ("GivenList", "pick (Picked): is given a list of tensors and uses it other than by torch.cat(list, 1)",
+     "self.pick = Picked()"),
 ]
 
 

@@ -178,7 +178,8 @@ class Step:
     """What one traced call computes. ``kind``: ``op`` (``ops`` applied to ``tensor``), ``pass``
     (``tensor`` itself), ``merge`` (``merge`` of ``inputs``), ``chunk`` (``tensor`` cut into
     ``split``), ``piece`` (chunk ``index`` of ``tensor``), ``param`` (the module's parameter
-    ``name`` applied to ``tensor``), ``meta`` (a size, not a tensor)."""
+    ``name`` applied to ``tensor``), ``listed`` (the concatenation of the list ``tensor``, known as
+    one tensor: ``Context.listed``), ``meta`` (a size, not a tensor)."""
 
     kind: str
     tensor: object = None
@@ -200,6 +201,9 @@ class Context:
         raise NotImplementedError
 
     def param(self, arg):  # (attribute name, tensor) of a get_attr argument
+        raise NotImplementedError
+
+    def listed(self, arg) -> bool:  # torch.cat(arg, 1) is a value known as one tensor (DenseNet)
         raise NotImplementedError
 
 
@@ -268,7 +272,9 @@ def _softmax_fn(b, ctx):
 
 
 def _cat(b, ctx):
-    if not isinstance(b["tensors"], (list, tuple)):  # DenseNet's layer: a list it was given
+    if b["dim"] == 1 and ctx.listed(b["tensors"]):  # DenseNet's features: x = cat([x, layer(x)]) each time
+        return Step("listed", b["tensors"])
+    if not isinstance(b["tensors"], (list, tuple)):  # a list passed in, used otherwise too
         raise Refused("cat of a list of tensors passed in, not written out (a spec's merges name their branches)")
     tensors = list(b["tensors"])
     if b["dim"] != 1:

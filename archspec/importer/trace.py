@@ -203,6 +203,7 @@ class _Importer:
         self.partial = partial
         self.problems: list = []
         self.done: dict = {}  # id(module) -> Mod
+        self.given_list: set = set()  # id(module) of modules their parent passes a list of tensors
 
     # -- problems --
 
@@ -372,6 +373,8 @@ class _Graph(catalog.Context):
         self.chained: set = set()  # fx nodes of ModuleList modules read as one nn.Sequential
         self.failed: Problem | None = None
         self.locate = locate  # the graph records where each call is (else a refusal retraces)
+        self.lists: dict = {}  # tuple of fx nodes -> the GNode of their concatenation (DenseNet)
+        self.given_list = id(m) in imp.given_list  # its parent passes it a list of tensors
 
     def items(self, out) -> list:
         for n in self.graph.nodes:
@@ -418,6 +421,29 @@ class _Graph(catalog.Context):
             return "param"
         return "meta" if v in (_META, _BATCH, _SIZES) and v is not None else "const"
 
+    def listed(self, arg) -> bool:
+        """Whether ``torch.cat(arg, 1)`` is known as one tensor, and make it so. A list of tensors
+        that the module was given (the input; ``given_list``) is their concatenation, which the
+        spec passes in, where the list is used by that cat only. A list of this module's tensors
+        is its first alone, or the concatenation of the list without its last (known) and the last:
+        DenseNet's ``features``, a layer's output appended each time, is ``x = cat([x, layer(x)])``
+        over and over (concatenation is associative), which a spec writes as ``concat: [[], ...]``."""
+        if _is_node(arg):
+            return self.given_list and arg.op == "placeholder" and len(arg.users) == 1
+        if not isinstance(arg, (list, tuple)) or not arg or not all(_is_node(a) for a in arg):
+            return False
+        key = tuple(arg)
+        if key in self.lists:
+            return True
+        if len(key) == 1 and self.kind(key[0]) == "tensor":
+            self.lists[key] = self.tensor(key[0])
+        elif key[:-1] in self.lists and self.kind(key[-1]) == "tensor":
+            g = GNode(f"{key[-1].name}_cat", "merge", [self.lists[key[:-1]], self.tensor(key[-1])], merge="concat")
+            g.where = self.values[key[-1]].where
+            self.nodes.append(g)
+            self.lists[key] = g
+        return key in self.lists
+
     def is_batch(self, arg) -> bool:
         return _is_node(arg) and self.values.get(arg) is _BATCH
 
@@ -444,6 +470,9 @@ class _Graph(catalog.Context):
         if n.op == "placeholder":
             if self.nodes:
                 raise Refused("its forward takes more than one tensor")
+            if self.given_list and not _cat_only(n):  # the whole forward reads something else: one problem
+                raise _Failed(self.imp.refuse(self.path, "is given a list of tensors and uses it other than by "
+                                                         "torch.cat(list, 1)", node_where(n)))
             self.add(n, GNode(n.name, "input", []))
         elif n.op == "get_attr":
             self.values[n] = ("param", n.target)
@@ -467,6 +496,8 @@ class _Graph(catalog.Context):
             self.add(n, GNode(n.name, "chunk", [self.tensor(step.tensor)], split=step.split))
         elif step.kind == "piece":
             self.add(n, GNode(n.name, "piece", [self.values[step.tensor]], index=step.index))
+        elif step.kind == "listed":
+            self.values[n] = self.lists[tuple(step.tensor)] if not _is_node(step.tensor) else self.tensor(step.tensor)
         elif step.kind == "param":
             self.add(n, GNode(n.name, "item", [self.tensor(step.tensor)], items=[self.param(step.name, step.merge)]))
         else:
@@ -505,13 +536,20 @@ class _Graph(catalog.Context):
         if problem:
             raise Refused(problem)
         child = self.m.get_submodule(target)
+        given = n.args[:1] if len(n.args) == 1 and isinstance(n.args[0], (list, tuple)) else ()
+        if given and not self.listed(given[0]):
+            raise Refused("passes a list of tensors where a spec passes one tensor (a module or op reads one input)")
+        if given:  # DenseNet's layer, given the features so far: the spec gives it their concatenation
+            self.imp.given_list.add(id(child))
         mod = self.imp.convert(child, _join(self.path, target))
         if mod.kind == "unsupported":  # its own problem is recorded: let the value pass (--partial)
             self.add(n, GNode(n.name, "item", [self.tensor(n.all_input_nodes[0])], items=[Use(target, mod)]))
             return
         if len(n.args) != 1 or n.kwargs:
             raise Refused(f"calls '{target}' with {len(n.args) + len(n.kwargs)} arguments (a spec's modules take one tensor)")
-        x = self.tensor(n.args[0])
+        if given and mod.kind != "block":
+            raise Refused(f"passes a list of tensors to '{target}', which is no module with a forward of its own")
+        x = self.lists[tuple(given[0])] if given else self.tensor(n.args[0])
         if self.calls[target] == 1:
             item = Use(target, mod)
         elif mod.kind == "op" and not _has_state(child) and OPS[mod.op.op].function is not None:
@@ -557,6 +595,14 @@ class _Graph(catalog.Context):
                 self.failed = self.failed or self.imp.refuse(
                     _join(self.path, name), "a tensor of its module that is not a parameter applied to the input "
                                             "(x * p or x + p)")
+
+
+def _cat_only(n) -> bool:
+    """Whether fx node ``n`` is read by one ``torch.cat(n, 1)`` and nothing else."""
+    (user, *more) = list(n.users) or [None]
+    dim = (user.args[1] if len(user.args) > 1 else user.kwargs.get("dim", 0)) if user is not None else None
+    return not more and user.op == "call_function" and getattr(user.target, "__name__", "") == "cat" \
+        and user.args[:1] == (n,) and dim == 1
 
 
 def _is_node(arg) -> bool:
