@@ -32,6 +32,7 @@ import itertools
 import math
 import sys
 from contextlib import contextmanager
+from functools import partial
 
 from .errors import ArchspecError, ErrorList, Loc, UsageError, VerifyError, raise_all
 from .ops import OPS
@@ -398,7 +399,7 @@ def _eval_step(compiled, model, prog, state: dict, errors: list, where) -> None:
 
 def _training_step(compiled, model, prog, state: dict, errors: list, where) -> None:
     """One training step on both sides; dropout masks are read from the generated module and replayed."""
-    from .interpret import run, state_key
+    from .interpret import state_key
 
     x = _input(prog, 3)
     leaf = x.clone().requires_grad_(True)
@@ -413,9 +414,7 @@ def _training_step(compiled, model, prog, state: dict, errors: list, where) -> N
                 h.remove()
     _unchanged(given.detach(), x, "training", errors, where)
     trainable = {state_key(n.path, name) for n in prog.nodes for name, _, buf in n.tensors if not buf}
-    ref = {k: v.clone().requires_grad_(True) if k in trainable else v for k, v in state.items()}
-    ref_x = x.clone().requires_grad_(True)
-    want = run(prog, ref, ref_x, training=True, masks=masks)
+    want, wanted = _interpreter_step(prog, state, trainable, x, masks)
     main, aux = outputs_of(compiled, got)
     _compare("output in training", main, want.output, errors, where)
     for head, value in want.aux.items():
@@ -426,15 +425,23 @@ def _training_step(compiled, model, prog, state: dict, errors: list, where) -> N
         if key in buffers:
             _compare(f"{key} after a training step", buffers[key], value, errors, where)
     if not errors:
-        wanted = {"input": ref_x, **{k: ref[k] for k in trainable}}
         with _generated(compiled, "named_parameters"):
             generated = {"input": leaf, **dict(model.named_parameters())}
         weights = _loss_weights((want.output, *want.aux.values()))
         grads = _interpreter_grads(want, wanted, weights)
-        def noise() -> list:
-            return _rounding_noise(prog, state, trainable, x, masks, weights, grads)
-
+        noise = partial(_rounding_noise, prog, state, trainable, x, masks, weights, grads)
         _compare_gradients(compiled, wanted, generated, grads, (main, *aux.values()), weights, noise, errors, where)
+
+
+def _interpreter_step(prog, state: dict, trainable: set, x, masks: dict) -> tuple:
+    """The interpreter's training step on ``x`` (its layout kept) with the dropout masks given; its
+    result and the leaves to differentiate: the input, then every trainable tensor of ``state``."""
+    from .interpret import run
+
+    ref = {k: v.clone().requires_grad_(True) if k in trainable else v for k, v in state.items()}
+    ref_x = x.clone().requires_grad_(True)
+    want = run(prog, ref, ref_x, training=True, masks=masks)
+    return want, {"input": ref_x, **{k: ref[k] for k in trainable}}
 
 
 def _unchanged(given, x, mode: str, errors: list, where) -> None:
@@ -483,17 +490,14 @@ def _interpreter_grads(want, wanted: dict, weights: list) -> list:
 
 def _rounding_noise(prog, state: dict, trainable: set, x, masks: dict, weights: list, grads: list) -> list:
     """How far the interpreter's gradients move when only rounding changes: the same step on a
-    channels-last copy of the input (``NOISE_FACTOR``); zeros where the input has no such layout."""
+    channels-last copy of the input (allowed ``NOISE_FACTOR`` times); zeros where the input has no
+    such layout."""
     import torch
-
-    from .interpret import run
 
     if x.dim() != 4:
         return [0.0] * len(grads)
-    ref = {k: v.clone().requires_grad_(True) if k in trainable else v for k, v in state.items()}
-    ref_x = x.clone().to(memory_format=torch.channels_last).requires_grad_(True)
-    want = run(prog, ref, ref_x, training=True, masks=masks)
-    again = _interpreter_grads(want, {"input": ref_x, **{k: ref[k] for k in trainable}}, weights)
+    want, wanted = _interpreter_step(prog, state, trainable, x.to(memory_format=torch.channels_last), masks)
+    again = _interpreter_grads(want, wanted, weights)
     return [(a - b).abs().max().item() if a.numel() else 0.0 for a, b in zip(again, grads)]
 
 
