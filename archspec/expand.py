@@ -185,7 +185,7 @@ def bind(call: exprs.Call, params: list, env: dict, owner: str, errors: list | N
     names = [p[0] for p in params]
     if len(call.args) > len(params):
         raise StructureError(f"{owner} takes at most {len(params)} positional argument{'s' if len(params) != 1 else ''} "
-                          f"({', '.join(names) or 'none'}), got {len(call.args)}", loc)
+                             f"({', '.join(names) or 'none'}), got {len(call.args)}", loc)
     given = {}
     for (name, _, _), expr in zip(params, call.args):
         given[name] = expr
@@ -310,7 +310,7 @@ class _Expander:
         name = item.call.name
         if isinstance(env.get(name), exprs.OpValue):
             raise StructureError(f"'{name}' is an argument of type op, a module class: in a body it needs a name "
-                              f"(write '- {name}: {name}'); in an nn.Sequential it is an entry", item.loc)
+                                 f"(write '- {name}: {name}'); in an nn.Sequential it is an entry", item.loc)
         if name in self.r.blocks:
             raise StructureError(f"block '{name}' needs a name here: write '- name: {item.call.text}'", item.loc)
         op = self.op(item.call)

@@ -319,10 +319,9 @@ def _call(node, ev, loc):
     args = [ev(a) for a in node.args]
     kwargs = {k.arg: ev(k.value) for k in node.keywords}
     # None only as make_divisible's min_value (its default), never as a value or a divisor
-    may_be_none = [name == "make_divisible" and (i >= 2 or k == "min_value")
-                   for i, k in [*((i, None) for i in range(len(args))), *((2, k) for k in kwargs)]]
+    may_be_none = [i >= 2 for i in range(len(args))] + [k == "min_value" for k in kwargs]
     for value, optional in zip((*args, *kwargs.values()), may_be_none):
-        if value is not None or not optional:
+        if value is not None or not (optional and name == "make_divisible"):
             _need_number(value, node, loc, f"{name}()")
     if name == "make_divisible":
         return _bounded(_make_divisible(node, loc, *args, **kwargs), node, loc)
