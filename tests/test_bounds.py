@@ -22,25 +22,9 @@ import scale  # noqa: E402  (the bench's spec generators: the same inputs as the
 load = importlib.import_module("archspec.load")  # the package exports a function of that name
 
 
-def lines_run(fn) -> int:
-    """Lines of Python executed by ``fn()`` in archspec and the standard library (difflib, ...),
-    not in third-party packages (jinja2's template machinery costs the same for any input)."""
-    count = 0
-
-    def tracer(frame, event, arg):
-        nonlocal count
-        name = frame.f_code.co_filename
-        if "site-packages" in name or not name.endswith(".py"):
-            return None
-        count += 1
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        fn()
-    finally:
-        sys.settrace(None)
-    return count
+# lines of Python run in archspec and the standard library (difflib, ...), not in third-party packages
+# (jinja2's template machinery costs the same for any input): the bench's count, the same work
+lines_run = scale.lines_run
 
 
 def growth(make, small: int) -> float:
